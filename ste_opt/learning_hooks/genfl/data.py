@@ -28,6 +28,9 @@ class GenFLSplit:
     test_images: np.ndarray
     test_labels: np.ndarray
     num_classes: int
+    server_index: np.ndarray | None = None
+    client_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -79,7 +82,8 @@ def split_arrays_for_genfl(images: np.ndarray, labels: np.ndarray, *, server_per
     test_idx, server_idx, client_idx = (np.sort(np.concatenate(v))
                                         for v in (test_idx, server_idx, client_idx))
     return GenFLSplit(images[server_idx], labels[server_idx], images[client_idx],
-                      labels[client_idx], images[test_idx], labels[test_idx], k)
+                      labels[client_idx], images[test_idx], labels[test_idx], k,
+                      server_idx, client_idx, test_idx)
 
 
 def load_digits_images() -> tuple[np.ndarray, np.ndarray]:
