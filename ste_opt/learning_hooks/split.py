@@ -7,6 +7,7 @@ client blocks (TSFLora). The cut slices ``vit.blocks``; no timm class is replace
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,9 +137,12 @@ class ClientModule(nn.Module):
             x = blk(x)
         last = self.blocks[-1]
         scores = None
+        self.last_score_s = 0.0
         if with_scores:
+            t0 = time.perf_counter()
             with torch.no_grad():
                 scores = cls_attention(last.attn, last.norm1(x), self.num_prefix_tokens)
+            self.last_score_s = time.perf_counter() - t0
         return last(x), scores
 
 
