@@ -275,7 +275,7 @@ class ServerRole:
             activations=meter.bytes, comm=comm))
         return frame({"type": "gradient", "client": client, "round": int(header["round"]),
                       "batch": int(header["batch"]), "bits": self.grad_bits, "grad_bits": gbits,
-                      "loss": float(loss), "correct": correct}, body)
+                      "loss": float(loss.detach()), "correct": correct}, body)
 
     def end_round(self) -> dict[int, dict[str, np.ndarray]]:
         """Per-client server adapter copies of this round."""

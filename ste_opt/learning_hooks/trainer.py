@@ -29,8 +29,14 @@ from .compress import fake_quantize, select_and_merge
 from .config import default_checkpoint_path, load_config, tokens_kept_for
 from .data import ImageDataset, load_splits
 from .federated import (
-    Aggregator, FedAvg, dirichlet_partition, iid_partition, numpy_to_state, sample_clients,
-    shard_partition, state_to_numpy,
+    Aggregator,
+    FedAvg,
+    dirichlet_partition,
+    iid_partition,
+    numpy_to_state,
+    sample_clients,
+    shard_partition,
+    state_to_numpy,
 )
 from .roles import ClientRole, FedLoRAClientRole, ServerRole, get_backend
 from .schedule import ClientPlan, Schedule, StaticSchedule, validate_plan

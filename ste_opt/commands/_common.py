@@ -1,0 +1,52 @@
+"""Helpers shared by CLI commands: problem construction and readable tables."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def parse_value(text: str):
+    """Parse a CLI ``key=value`` value with YAML rules (numbers, booleans, lists)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_options(pairs: list[str] | None) -> dict:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``."""
+    from ..errors import SolverError
+
+    out = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise SolverError(f"option {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v)
+    return out
+
+
+def make_problem(scenario, **options):
+    """The problem matching the scenario's kind, with problem options."""
+    if scenario.kind == "sflam":
+        from ..problems.sflam import SFLAMProblem
+        return SFLAMProblem(scenario, **options)
+    from ..problems.ste import STEProblem
+    return STEProblem(scenario, **options)
+
+
+def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Fixed-width text table: columns are (key, header, format)."""
+    head = [h for _, h, _ in columns]
+    cells = []
+    for r in rows:
+        line = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            line.append("-" if v is None or (isinstance(v, float) and np.isnan(v)) else format(v, fmt))
+        cells.append(line)
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    out += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells]
+    return "\n".join(out)
