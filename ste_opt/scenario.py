@@ -97,7 +97,7 @@ class Scenario:
     flops_per_cycle: float = 256.0
     kappa: float = 1e-28
     device_ids: np.ndarray | None = None
-    preset: str = "custom"
+    preset_name: str = "custom"
     seed: int | None = None
     meta: dict = field(default_factory=dict)
 
@@ -264,7 +264,7 @@ class Scenario:
         return make_scenario(name, **kwargs)
 
     def __repr__(self) -> str:
-        return (f"Scenario(preset={self.preset!r}, n_devices={self.n_devices}, "
+        return (f"Scenario(preset={self.preset_name!r}, n_devices={self.n_devices}, "
                 f"bandwidth_hz={self.bandwidth_hz:.3g}, n_patches={self.n_patches}, dim={self.dim}, "
                 f"batch={self.batch}, bits={self.bits})")
 
@@ -340,7 +340,7 @@ def _st_sflora(n_devices: int = 10, seed: int | None = 0, bandwidth_hz: float | 
         n_patches=c["n_patches"], dim=c["dim"], batch=c["batch"], bits=c["bits"],
         extra_tokens=c["extra_tokens"], k_min=c["k_min"],
         client_flops=c["client_flops"], flops_per_cycle=c["flops_per_cycle"], kappa=c["kappa"],
-        device_ids=active, preset="st-sflora", seed=seed,
+        device_ids=active, preset_name="st-sflora", seed=seed,
         meta={"population": pop, **{k: v for k, v in overrides.items()}},
     )
 

@@ -270,7 +270,6 @@ class STEProblem:
         objective (STE), per-device ``uplink_time``, ``latency`` (T0 + T^U), ``energy``,
         ``retention`` (f_m(K_m)) and the straggler time ``tau``.
         """
-        s = self.scenario
         k = np.asarray(tokens, dtype=float)
         w = np.asarray(bandwidth, dtype=float)
         p = np.asarray(power, dtype=float)
