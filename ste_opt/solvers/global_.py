@@ -1,0 +1,121 @@
+"""``global``: branch and bound on the straggler time τ with the knapsack bound (DESIGN §3).
+
+Any allocation with straggler time in ``[τa, τb]`` has tokens that fit at ``τb`` (W_min is
+non-increasing in τ), so its STE is at most ``F_LP(τb) / τa`` with ``F_LP`` the knapsack's LP
+relaxation (:func:`ste_opt.solvers.knapsack.knapsack_at`, greedy and vectorized). The search
+starts from a geometric grid on ``[τ_lo, τ_max]`` (``τ_lo``: where the all-``k_lo`` allocation
+first fits; beyond ``τ_max`` no window grows, so the STE only falls), keeps the interval with the
+largest bound, splits it at its geometric midpoint and evaluates the knapsack there; the integer
+(Lagrangian + fill) solution at each evaluated τ is a feasible allocation with STE ≥ F_int(τ)/τ.
+It stops when the best bound is within ``tol`` (relative) of the incumbent. The incumbent's tokens
+are finally given the exact resource step (least straggler time, spare bandwidth handed out).
+"""
+from __future__ import annotations
+
+import heapq
+import time
+
+import numpy as np
+
+from ..errors import SolverError
+from .knapsack import BOUND_SLACK, knapsack_at, levels_of, polish
+from .registry import register
+
+__all__ = ["global_bb", "tau_range"]
+
+
+def tau_range(problem):
+    """``(τ_lo, τ_hi)``: every feasible allocation's straggler time is ≥ τ_lo; beyond τ_hi
+    (= ``problem.tau_max``) nothing changes but τ itself."""
+    tau_lo, _, _ = problem.min_straggler_time(problem.k_lo)
+    if not np.isfinite(tau_lo):
+        raise SolverError("the all-K_min allocation does not fit (admission should have caught this)")
+    hi = problem.tau_max
+    lo = min(float(tau_lo) * (1 - 1e-9), hi)
+    return lo, hi
+
+
+@register("ste", "global",
+          "branch and bound on the straggler time with the greedy knapsack LP bound; certified gap <= tol",
+          bound="bound")
+def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
+              n_init: int = 16):
+    """Certified ε-optimal STE allocation.
+
+    Parameters
+    ----------
+    tol : float
+        Relative gap ``(bound - STE) / bound`` at which the search stops (default 1e-4).
+    max_nodes, time_limit : int, float
+        Stop early (status ``time_limit``) after this many knapsack evaluations or seconds; the
+        returned bound and gap are still valid.
+    n_init : int
+        Points of the initial geometric grid on ``[τ_lo, τ_max]``.
+    """
+    if not tol > 0:
+        raise SolverError(f"tol must be > 0, got {tol}")
+    t_start = time.perf_counter()
+    levels = levels_of(problem)
+    lo, hi = tau_range(problem)
+    best = dict(value=-np.inf, tokens=None, tau=None)
+
+    def evaluate(tau):
+        r = knapsack_at(problem, tau, levels)
+        if r.feasible and r.tokens is not None:
+            val = r.int_value / tau
+            if val > best["value"]:
+                # its exact straggler time is at most tau: tighten the incumbent
+                t_act, _, _ = problem.min_straggler_time(r.tokens, rel_tol=1e-10)
+                if np.isfinite(t_act) and t_act <= tau:
+                    val = r.int_value / t_act
+                best.update(value=val, tokens=r.tokens.copy(), tau=min(tau, t_act))
+        return r.lp_value if r.feasible else -np.inf
+
+    # seed: all k_lo at τ_lo (fits by construction)
+    k0 = problem.k_lo.copy()
+    best.update(value=float(np.sum(problem.WF[np.arange(problem.M), k0])) / (lo / (1 - 1e-9)),
+                tokens=k0, tau=lo / (1 - 1e-9))
+    if hi <= lo * (1 + 1e-12):
+        grid = np.array([lo, hi])
+    else:
+        grid = np.geomspace(lo, hi, max(int(n_init), 2))
+    f_at = [evaluate(t) for t in grid]
+    heap: list = []
+    for a, b, fb in zip(grid[:-1], grid[1:], f_at[1:]):
+        if np.isfinite(fb):
+            heapq.heappush(heap, (-fb / a, a, b, fb))
+    nodes = len(grid)
+    pruned_ub = -np.inf            # largest bound among intervals closed without splitting
+    status = "optimal"
+    while heap:
+        ub = -heap[0][0]
+        if ub <= best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK):
+            break
+        if nodes >= max_nodes or time.perf_counter() - t_start > time_limit:
+            status = "time_limit"
+            break
+        _, a, b, fb = heapq.heappop(heap)
+        m = float(np.sqrt(a * b))
+        if not (a < m < b):                     # interval at floating-point resolution
+            pruned_ub = max(pruned_ub, fb / a)
+            continue
+        fm = evaluate(m)
+        nodes += 1
+        if np.isfinite(fm):
+            heapq.heappush(heap, (-fm / a, a, m, fm))
+        heapq.heappush(heap, (-fb / m, m, b, fb))
+    open_ub = -heap[0][0] if heap else -np.inf
+    bound = max(open_ub, pruned_ub)
+    k = best["tokens"]
+    out = polish(problem, k)
+    if out is None:
+        raise SolverError("global: the incumbent does not fit after polishing (please report the instance)")
+    w, p, tau_act = out
+    sol = problem.make_solution(k, w, p, status=status, iterations=nodes,
+                                info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol})
+    sol.history = [sol.objective]
+    bound = max(bound, sol.objective) * (1 + BOUND_SLACK)
+    sol.set_bound(bound, sense="max")
+    if status == "optimal" and sol.gap is not None and sol.gap > tol:
+        sol.status = "feasible"
+    return sol

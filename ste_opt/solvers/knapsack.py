@@ -1,0 +1,200 @@
+"""The STE problem at a fixed straggler time τ is a multiple-choice knapsack (DESIGN §3).
+
+For a straggler time τ, device m can keep K tokens iff it gets at least ``W_min_m(K, τ)`` Hz, so
+
+    F*(τ) = max Σ_m WF_m(K_m)   s.t.   Σ_m W_min_m(K_m, τ) ≤ W_tot,   K_m ∈ [k_lo_m, N].
+
+``WF_m`` is concave and ``W_min_m`` convex in K, so the LP relaxation is solved greedily: start every
+device at ``k_lo``, then take the increments ``k → k+1`` in decreasing order of their ratio
+``ΔF / ΔW`` until the budget is spent (the last one fractionally). Its value ``F_LP(τ)`` is an upper
+bound on ``F*(τ)`` (the greedy over increments without the one-level-at-a-time precedence is a
+relaxation even if convexity fails numerically). The increments above the threshold ratio λ form
+per-device prefixes: that is the Lagrangian solution, which is feasible; a vectorized fill step
+then adds next levels while they fit.
+
+Everything is vectorized over devices and levels (no Python loop over devices). ``W_min`` is
+computed here by a vectorized Newton iteration (the Lambert-W closed form of
+:func:`ste_opt.channel.min_bandwidth_hz` is exact but about 10x slower on large tables); the
+values agree to ~1e-14 relative and are rounded up by ``_SAFETY``. Allocations handed to users
+are always rebuilt with :meth:`STEProblem.min_straggler_time` (the problem's own W_min).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["log1p_root_newton", "wmin_table", "KnapsackResult", "knapsack_at", "levels_of",
+           "polish", "BOUND_SLACK"]
+
+LN2 = float(np.log(2.0))
+_SAFETY = 2e-12
+#: relative inflation applied to every certified bound, covering floating-point rounding
+BOUND_SLACK = 1e-9
+
+
+def log1p_root_newton(c) -> np.ndarray:
+    """Positive root ``x`` of ``ln(1 + x) = c x`` for ``0 < c < 1`` (vectorized Newton).
+
+    With ``s = ln(1 + x)`` the equation reads ``q(s) = ln(expm1(s) / s) + ln c = 0``; q is convex
+    and increasing, so Newton started right of the root (``s0 = min(-2 ln c, ...)``) decreases
+    monotonically to it. Series near ``s = 0`` keep full relative accuracy when ``c -> 1`` (where
+    the Lambert-W form loses digits). ``nan`` outside ``(0, 1)``.
+    """
+    c = np.asarray(c, dtype=float)
+    ok = (c > 0) & (c < 1)
+    cc = np.where(ok, c, 0.5)
+    l1 = -np.log(cc)                                   # > 0
+    s = np.minimum(2.0 * l1, l1 + 2.0 * np.log1p(l1) + 1.0)
+    for _ in range(7):                                 # quadratic: 4-5 steps reach 1e-13
+        small = s < 1e-2
+        ss = np.where(small, 1.0, s)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            em = np.expm1(ss)
+            q = np.where(small, s / 2 + s * s / 24 - s ** 4 / 2880, np.log(em / ss)) - l1
+            dq = np.where(small, 0.5 + s / 12 - s ** 3 / 720, 1.0 + 1.0 / em - 1.0 / ss)
+        step = q / dq
+        s_new = s - step
+        s = np.where(np.isfinite(s_new) & (s_new > 0), s_new, s)
+    x = np.expm1(s)
+    return np.where(ok, x, np.nan)
+
+
+def wmin_table(problem, tau: float, levels, rows=None) -> np.ndarray:
+    """``W_min_m(K, τ)`` (Hz) for every active device (or ``rows``) and every level in ``levels``.
+
+    ``levels`` is a 1-D array of token counts (shared by the devices) or a 2-D array with one row
+    per device. Returns shape (M, L); ``inf`` where the level cannot be sent within the window.
+    """
+    sl = slice(None) if rows is None else rows
+    t = problem.window(tau)[sl]
+    lev = np.asarray(levels, dtype=float)
+    if lev.ndim == 1:
+        lev = lev[None, :]
+    pos = t > 0
+    ts = np.where(pos, t, 1.0)
+    p_hat = np.minimum(problem.p_max[sl], problem.e_up[sl] / ts)
+    a = p_hat * problem.gain[sl] / problem.noise           # Hz (SNR per Hz)
+    rate = problem.beta * (lev + problem.c0) / ts[:, None]
+    c = rate * LN2 / a[:, None]
+    x = log1p_root_newton(c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = a[:, None] / x * (1.0 + _SAFETY)
+    w = np.where((c > 0) & (c < 1) & pos[:, None], w, np.inf)
+    return w
+
+
+def levels_of(problem, level_step: int = 1) -> np.ndarray:
+    """Shared token grid from ``min(k_lo)`` to N (step ``level_step``; N always included)."""
+    k0 = int(np.min(problem.k_lo))
+    lev = np.arange(k0, problem.N + 1, max(int(level_step), 1))
+    if lev[-1] != problem.N:
+        lev = np.r_[lev, problem.N]
+    return lev
+
+
+@dataclass
+class KnapsackResult:
+    """Knapsack at one τ: LP bound, integer (Lagrangian + fill) solution."""
+
+    tau: float
+    feasible: bool
+    lp_value: float = -np.inf          # F_LP(τ): upper bound on Σ WF over allocations fitting at τ
+    int_value: float = -np.inf         # Σ WF of ``tokens``
+    tokens: np.ndarray | None = None   # integer solution that fits at τ (active devices)
+    threshold: float = np.nan          # λ: ratio of the fractional increment
+
+
+def knapsack_at(problem, tau: float, levels=None, fill_rounds: int = 30) -> KnapsackResult:
+    """LP bound and an integer solution of the multiple-choice knapsack at straggler time ``tau``."""
+    lev = levels_of(problem) if levels is None else np.asarray(levels)
+    M = problem.M
+    rows = np.arange(M)
+    W = wmin_table(problem, tau, lev)                       # (M, L)
+    F = problem.WF[:, lev]                                  # (M, L)
+    base = np.searchsorted(lev, problem.k_lo)               # index of k_lo in lev (k_lo is on the grid)
+    W0 = W[rows, base]
+    if not np.all(np.isfinite(W0)):
+        return KnapsackResult(tau, False)
+    budget = problem.W_tot - float(np.sum(W0))
+    if budget < 0:
+        return KnapsackResult(tau, False)
+    F0 = float(np.sum(F[rows, base]))
+    j = np.arange(len(lev) - 1)
+    above = j[None, :] >= base[:, None]                     # increment j: lev[j] -> lev[j+1]
+    dW = W[:, 1:] - W[:, :-1]
+    dF = F[:, 1:] - F[:, :-1]
+    valid = above & np.isfinite(W[:, 1:]) & (dF > 0)
+    idx = np.flatnonzero(valid)
+    if idx.size == 0:
+        k = lev[base]
+        return KnapsackResult(tau, True, F0, F0, k.copy(), np.inf)
+    dWv = dW.ravel()[idx]
+    dFv = dF.ravel()[idx]
+    ratio = dFv / dWv
+    order = np.argsort(-ratio, kind="stable")
+    cum = np.cumsum(dWv[order])
+    n_full = int(np.searchsorted(cum, budget, side="right"))   # items fully taken
+    lp = F0 + float(np.sum(dFv[order[:n_full]]))
+    if n_full < idx.size:
+        used = cum[n_full - 1] if n_full > 0 else 0.0
+        nxt = order[n_full]
+        lp += dFv[nxt] * max(budget - used, 0.0) / dWv[nxt]
+        lam = float(ratio[nxt])
+    else:
+        lam = 0.0
+    # integer solution: per-device prefix of taken increments (increments below k_lo count as taken)
+    taken = np.zeros(dW.size, dtype=bool)
+    taken[idx[order[:n_full]]] = True
+    taken = taken.reshape(dW.shape) | ~above
+    cnt = np.cumprod(taken, axis=1).sum(axis=1)             # leading taken increments
+    kidx = cnt
+    kidx = _fill(W, F, kidx, lev, problem.W_tot, valid, fill_rounds)
+    k = lev[kidx]
+    return KnapsackResult(tau, True, lp, float(np.sum(F[rows, kidx])), k, lam)
+
+
+def _fill(W, F, kidx, lev, W_tot, valid, rounds):
+    """Add next levels (best ratio first) while they fit; vectorized rounds."""
+    M = W.shape[0]
+    rows = np.arange(M)
+    last = len(lev) - 1
+    kidx = kidx.copy()
+    for _ in range(rounds):
+        spare = W_tot - float(np.sum(W[rows, kidx]))
+        can = kidx < last
+        nxt = np.minimum(kidx + 1, last)
+        can &= valid[rows, np.minimum(kidx, last - 1)]
+        dw = W[rows, nxt] - W[rows, kidx]
+        df = F[rows, nxt] - F[rows, kidx]
+        can &= (dw <= spare) & (df > 0)
+        cand = np.flatnonzero(can)
+        if cand.size == 0:
+            break
+        order = cand[np.argsort(-(df[cand] / dw[cand]), kind="stable")]
+        cum = np.cumsum(dw[order])
+        n = int(np.searchsorted(cum, spare, side="right"))
+        if n == 0:
+            # the best-ratio candidate does not fit with the others first: take the best that fits
+            n = 1
+        kidx[order[:n]] += 1
+        if float(np.sum(W[rows, kidx])) > W_tot:        # (only possible through n = 1 above)
+            kidx[order[:n]] -= 1
+            break
+    return kidx
+
+
+def polish(problem, tokens):
+    """Exact allocation for integer ``tokens``: least straggler time, whole-window power, spare
+    bandwidth handed out. Returns ``(bandwidth, power, tau)`` or ``None`` if they do not fit."""
+    tau, w, p = problem.min_straggler_time(tokens)
+    if not np.isfinite(tau):
+        return None
+    total = float(np.sum(w))
+    if total > problem.W_tot:
+        return None
+    if total > 0:
+        w = w * (problem.W_tot / total) * (1 - 1e-12)
+        if float(np.sum(w)) > problem.W_tot:
+            w = w * (1 - 1e-12)
+    return w, p, tau
