@@ -362,13 +362,13 @@ def test_fl_loop_runs_all_policies(split):
                 make_aggregator("blend")):
         rows, model = run_federated(clients, split.test_images[:50], split.test_labels[:50], cfg,
                                     agg, seed=1, arm="genfl", server_synthetic=s0)
-        assert [r["round"] for r in rows] == [1, 2]
-        assert all(0 <= r["test_accuracy"] <= 1 for r in rows)
+        assert [r["round"] for r in rows] == [0, 1]
+        assert all(0 <= r["test_acc"] <= 1 for r in rows)
         assert rows[0]["synthetic_examples"] == sum(c.num_synthetic for c in clients) > 0
     assert rows[0]["blend_lambda"] == pytest.approx(0.5)
     again, _ = run_federated(clients, split.test_images[:50], split.test_labels[:50], cfg,
                              make_aggregator("blend"), seed=1, arm="genfl", server_synthetic=s0)
-    assert [r["test_accuracy"] for r in again] == [r["test_accuracy"] for r in rows]
+    assert [r["test_acc"] for r in again] == [r["test_acc"] for r in rows]
 
 
 def test_label_histogram_checks():

@@ -58,7 +58,7 @@ def register(subparsers) -> None:
     g.add_argument("--generator-path", default=None,
                    help="built-in weights file: loaded if present, else trained and saved there "
                         "(default: .cache/genfl/<hash>.pt)")
-    g.add_argument("--gen-steps", type=int, default=2000, help="training steps of the built-in one")
+    g.add_argument("--gen-steps", type=int, default=600, help="training steps of the built-in one")
     g.add_argument("--gen-ch", type=int, default=32)
     g.add_argument("--gen-batch-size", type=int, default=128)
     g.add_argument("--sample-steps", type=int, default=16)

@@ -5,7 +5,9 @@ synthetic set, the server aggregates whole state dicts with any
 :class:`~ste_opt.learning_hooks.federated.Aggregator`. Partitions, client sampling and FedAvg are
 the trainer's (:mod:`ste_opt.learning_hooks.federated`); this loop exists because the trainer's
 round loop is the split-LoRA ViT one (client/server halves, payload compression), which a whole
-CNN does not fit. Rows it returns use the history columns documented in ``docs/genfl.md``.
+CNN does not fit. Rows use the trainer's history column names (``round`` 0-based, ``test_acc``,
+``test_loss``, ``train_loss``, ``clients``, ``round_time_s``) plus ``arm``, ``real_examples``,
+``synthetic_examples`` and, for the blend policy, ``blend_lambda``.
 
 Local loss with a synthetic weight ``mu`` (``syn_weight``): with ``n`` real and ``m`` synthetic
 images, each real sample is weighted ``(1 - mu) (n + m) / n`` and each synthetic one
@@ -207,10 +209,10 @@ def run_federated(clients: Sequence[GenFLClient], test_images: np.ndarray, test_
             new_state = agg(states, n_real, **info)
         model.load_state_dict(new_state)
         acc, loss = evaluate(model, test_images, test_labels)
-        row = {"arm": arm, "round": r + 1, "test_accuracy": acc, "test_loss": loss,
+        row = {"arm": arm, "round": r, "test_acc": acc, "test_loss": loss,
                "train_loss": float(np.nanmean(losses)), "clients": len(selected),
                "real_examples": int(sum(n_real)), "synthetic_examples": int(sum(n_syn)),
-               "round_seconds": time.perf_counter() - t0}
+               "round_time_s": time.perf_counter() - t0}
         lam = getattr(agg, "lam", None)
         if callable(lam):
             row["blend_lambda"] = lam(r) if "synthetic_state" in info else 0.0

@@ -162,7 +162,8 @@ def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
     needs_pool = any(a in ("aigc_only", "genfl") for a in cfg.arms)
     if needs_pool and pool is None:
         raise InvalidScenarioError("arms aigc_only/genfl need a synthetic source", field="source")
-    s0 = pool.balanced(cfg.aigc_per_class) if needs_pool else None
+    needs_s0 = "aigc_only" in cfg.arms or ("genfl" in cfg.arms and cfg.aggregation == "blend")
+    s0 = pool.balanced(cfg.aigc_per_class) if needs_s0 else None
     for arm in cfg.arms:
         t0 = time.perf_counter()
         if arm == "real_only":
@@ -189,7 +190,7 @@ def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
             r, _ = run_federated(arm_clients, split.test_images, split.test_labels, cfg.fl, agg,
                                  seed=cfg.seed, arm=arm, server_synthetic=s0)
         extra[f"{arm}_seconds"] = time.perf_counter() - t0
-        log(f"{arm}: final test accuracy {r[-1]['test_accuracy']:.4f} after {len(r)} rounds "
+        log(f"{arm}: final test accuracy {r[-1]['test_acc']:.4f} after {len(r)} rounds "
             f"({extra[f'{arm}_seconds']:.1f} s)")
         rows.extend(r)
     if pool is not None:
@@ -245,9 +246,9 @@ def plot_accuracy(rows: list[dict], path: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for arm in dict.fromkeys(r["arm"] for r in rows):
         rr = [r for r in rows if r["arm"] == arm]
-        ax.plot([r["round"] for r in rr], [100 * r["test_accuracy"] for r in rr], marker=".",
+        ax.plot([r["round"] + 1 for r in rr], [100 * r["test_acc"] for r in rr], marker=".",
                 label=arm)
-    ax.set_xlabel("round")
+    ax.set_xlabel("rounds completed")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -297,7 +298,7 @@ def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = 
                 f"{100 * q['near_copy_fraction']:.1f} %")
     rows, extra = run_arms(cfg, split, pool, log)
     summary.update(extra)
-    summary["final_accuracy"] = {arm: [r for r in rows if r["arm"] == arm][-1]["test_accuracy"]
+    summary["final_accuracy"] = {arm: [r for r in rows if r["arm"] == arm][-1]["test_acc"]
                                  for arm in cfg.arms}
     write_history(rows, out / "history.csv")
     plot_accuracy(rows, out / "accuracy.png",

@@ -300,7 +300,7 @@ class SyntheticPool:
     actually drawn and ``sample_seconds`` the time spent drawing them.
     """
 
-    def __init__(self, source: SyntheticSource, seed: int = 0, chunk: int = 256,
+    def __init__(self, source: SyntheticSource, seed: int = 0, chunk: int = 128,
                  on_generate: Callable[[int, int], None] | None = None):
         self.source = source
         self.seed = int(seed)
