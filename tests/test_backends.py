@@ -1,0 +1,135 @@
+"""Distributed backends: header round trip, Ray == local bit for bit, a failing client is reported
+and left out, Flower simulation == local, Ray sweep == serial sweep.
+
+Ray and Flower start-ups are heavy on a 2-core machine: one Ray instance per module (shut down at
+the end), tiny models, ``torch.set_num_threads(1)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+TOY = {"seed": 1, "data": {"image_size": 16},
+       "model": {"checkpoint": "random", "patch_size": 4, "embed_dim": 24, "depth": 2, "num_heads": 2,
+                 "cut_layer": 1},
+       "lora": {"rank": 2},
+       "federation": {"num_clients": 3, "clients_per_round": 3, "partition": "iid", "local_steps": 3,
+                      "batch_size": 4},
+       "compression": {"tokens_kept": 6, "bits": 8, "grad_bits": 16},
+       "output": {"checkpoint_every": 0}}
+
+
+@pytest.fixture(scope="module")
+def splits():
+    from ste_opt.learning_hooks.data import load_splits
+
+    torch.set_num_threads(1)
+    return load_splits("digits", None, 16, 0.3, 0.2, 1, None)
+
+
+def make_trainer(splits, backend="local", config=None):
+    from ste_opt.learning_hooks.trainer import SplitFedTrainer
+
+    torch.set_num_threads(1)
+    return SplitFedTrainer(config or TOY, backend=backend, run_dir=False, progress=False, splits=splits)
+
+
+def adapters(tr) -> dict[str, np.ndarray]:
+    out = {f"client/{k}": v for k, v in tr.client_global.items()}
+    out.update({f"server/{k}": v for k, v in tr.server_global.items()})
+    return out
+
+
+def assert_bitwise(a: dict, b: dict):
+    assert set(a) == set(b) and a
+    for k in a:
+        assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+        assert np.array_equal(a[k], b[k]), f"{k}: max diff {np.abs(a[k] - b[k]).max()}"
+
+
+# ----------------------------------------------------------------------------- header
+def test_header_round_trip():
+    from ste_opt.learning_hooks.roles import frame, unframe
+
+    header = {"type": "activations", "client": 3, "round": 7, "batch": 11, "bits": 5,
+              "tokens_kept": 12, "extra_tokens": 2, "labels": [1, 0, 9], "need_grad": True,
+              "payload_bits": 12345}
+    body = bytes(range(256)) * 3
+    h2, b2 = unframe(frame(header, body))
+    assert h2 == header and b2 == body
+    h3, b3 = unframe(frame({"client": 0}))
+    assert h3 == {"client": 0} and b3 == b""
+
+
+def test_header_of_a_real_upload(splits):
+    from ste_opt.learning_hooks.roles import unframe
+    from ste_opt.learning_hooks.schedule import ClientPlan
+
+    tr = make_trainer(splits)
+    role = tr.clients[0]
+    role.begin_round(0, ClientPlan(6, 8), tr.client_global)
+    header, body = unframe(role.forward(0, 1))
+    assert (header["client"], header["round"], header["batch"], header["bits"]) == (0, 0, 1, 8)
+    from ste_opt.learning_hooks.compress import Payload
+
+    assert Payload.from_bytes(body).nbits == header["payload_bits"] > 0
+    assert len(header["labels"]) == 4
+
+
+# ----------------------------------------------------------------------------- local reference
+@pytest.fixture(scope="module")
+def local_ref(splits):
+    tr = make_trainer(splits)
+    tr.fit(2)
+    return adapters(tr), tr.history
+
+
+# ----------------------------------------------------------------------------- ray
+@pytest.fixture(scope="module")
+def ray_backend():
+    pytest.importorskip("ray")
+    from ste_opt.learning_hooks.backends.ray_backend import RayBackend
+
+    # client 1's worker process exits at the start of batch 1 of round 2
+    backend = RayBackend(num_workers=2, num_cpus=2, inject_failures=[(2, 1, 1, "exit")])
+    yield backend
+    backend.close()
+    import ray
+
+    assert not ray.is_initialized()
+
+
+def test_ray_bitwise_equal_to_local_then_failed_client_left_out(splits, local_ref, ray_backend):
+    from ste_opt.learning_hooks.roles import LocalBackend
+
+    ref, ref_hist = local_ref
+    tr = make_trainer(splits, backend=ray_backend)
+    tr.fit(2)
+    assert_bitwise(adapters(tr), ref)  # 2 rounds, client LoRA + server LoRA, 2 workers for 3 clients
+    for a, b in zip(tr.history, ref_hist):
+        assert a["uplink_bits"] == b["uplink_bits"] and a["train_loss"] == b["train_loss"]
+    assert ray_backend.failures == []
+
+    # round 2: client 1 dies mid-round; the round completes with clients 0 and 2
+    with pytest.warns(RuntimeWarning, match="client 1 failed in round 2"):
+        tr.run_round(2)
+    assert list(ray_backend.last_failures) == [1]
+    assert ray_backend.failures[0]["round"] == 2 and ray_backend.failures[0]["client"] == 1
+
+    class DropClient1(LocalBackend):
+        def run_round(self, *a, **k):
+            out = super().run_round(*a, **k)
+            out.pop(1)
+            return out
+
+    ref_tr = make_trainer(splits, backend=DropClient1())
+    ref_tr.client_global, ref_tr.server_global = dict(ref_tr.client_global), dict(ref_tr.server_global)
+    ref_tr.client_global.update({k[7:]: v for k, v in ref.items() if k.startswith("client/")})
+    ref_tr.server_global.update({k[7:]: v for k, v in ref.items() if k.startswith("server/")})
+    ref_tr.run_round(2)
+    assert_bitwise(adapters(tr), adapters(ref_tr))  # FedAvg over the survivors, nothing else lost
+    # the dead worker is restarted: round 3 has every client again
+    tr.run_round(3)
+    assert ray_backend.last_failures == {}
