@@ -7,8 +7,10 @@ Blocks, each of which never raises the objective U (so ``history`` is non-increa
    devices' subchannels (and moves to a free subchannel when K > N) apply the one that lowers U
    most, evaluated exactly (the straggler time through the three largest device times), until no
    exchange lowers U. Disjoint exchanges that lower the energy without raising the straggler time
-   are applied together when that verifiably lowers U. ``matching="hungarian"`` replaces the
-   swaps by the exact assignment of the energies at the current straggler time.
+   are applied together when that verifiably lowers U. Then (``matching="both"``, the default)
+   the exact assignment of the energies at the current straggler time τ (each device on each
+   subchannel with the least power finishing by τ; scipy's ``linear_sum_assignment``) is tried
+   with re-fitted powers; ``"swap"`` or ``"hungarian"`` use one of the two only.
 2. **power** (matching and bits fixed): the upload energy ``e(p) = p S / r(p)`` is concave and
    increasing in p. ``power_step="exact"`` (default, vectorized): for a straggler time τ each
    device uses the least power finishing by ``min(τ, deadline)``, clipped to its range; its
@@ -386,7 +388,7 @@ def _q(bits):
 
 
 # ---------------------------------------------------------------------- the BCD loop
-def bcd_path(problem, asg, p, bits, *, bits_mode: str | None = None, matching: str = "swap",
+def bcd_path(problem, asg, p, bits, *, bits_mode: str | None = None, matching: str = "both",
              power_step: str = "exact", max_iter: int = 30, tol: float = 1e-9, sca_options=None):
     """Run the blocks from (asg, p, bits) until the relative decrease is below ``tol``.
 
@@ -407,26 +409,21 @@ def bcd_path(problem, asg, p, bits, *, bits_mode: str | None = None, matching: s
     for it in range(1, max_iter + 1):
         U_prev = U
         tb = problem.tables(bits)
-        # 1. matching
-        if matching == "hungarian":
-            a2 = hungarian_matching(problem, asg, p, bits, tb)
-        else:
+        # 1. matching: swap matching at fixed powers, then (``both``/``hungarian``) the exact
+        #    assignment of the energies at the current straggler time with re-fitted powers
+        if matching in ("swap", "both"):
             a2, _ = swap_matching(problem, asg, bits, p, tb)
-        u2 = bracket(problem, a2, p, bits)
-        if matching == "hungarian":  # energies at τ assume re-fitted powers: re-fit them
-            p2 = power_step_exact(problem, a2, bits, tb)
-            if p2 is not None:
-                u3 = bracket(problem, a2, p2, bits)
-                if u3 < u2:
-                    u2, p_try = u3, p2
-                else:
-                    p_try = p
-            else:
-                p_try = p
-        else:
-            p_try = p
-        if u2 < U:
-            asg, p, U = a2, p_try, u2
+            u2 = bracket(problem, a2, p, bits)
+            if u2 < U:
+                asg, U = a2, u2
+        if matching in ("hungarian", "both"):
+            a2 = hungarian_matching(problem, asg, p, bits, tb)
+            if not np.array_equal(a2, asg):
+                p2 = power_step_exact(problem, a2, bits, tb)
+                if p2 is not None:
+                    u2 = bracket(problem, a2, p2, bits)
+                    if u2 < U:
+                        asg, p, U = a2, p2, u2
         # 2. power
         if power_step == "sca":
             p2 = power_step_sca(problem, asg, bits, p0=p, tb=tb, **(sca_options or {}))
@@ -464,7 +461,7 @@ def _start(problem, b):
     return asg, tb.p_hi[np.arange(problem.N), asg].copy(), np.full(problem.N, b)
 
 
-def run_fixed_bits(problem, b, matching="swap", power_step="exact", max_iter=30, tol=1e-9,
+def run_fixed_bits(problem, b, matching="both", power_step="exact", max_iter=30, tol=1e-9,
                    sca_options=None):
     """The deterministic BCD with a common bit-width b fixed (shared by ``bcd`` and ``fixed_bits``)."""
     st = _start(problem, b)
@@ -476,15 +473,15 @@ def run_fixed_bits(problem, b, matching="swap", power_step="exact", max_iter=30,
 
 @register("sflam", "bcd", "block coordinate descent: Gale–Shapley + swap matching, SCA/exact power, "
           "bit enumeration or coordinate descent", bound="none")
-def bcd(problem, matching: str = "swap", power_step: str = "exact", max_iter: int = 30,
+def bcd(problem, matching: str = "both", power_step: str = "exact", max_iter: int = 30,
         tol: float = 1e-9, baseline_starts: bool = True, seed: int = 0, sca_options: dict | None = None):
     """SFLAM's BCD (see the module docstring).
 
     Parameters
     ----------
-    matching : {"swap", "hungarian"}
-        Matching block: swap matching at fixed powers (default) or the exact assignment of the
-        energies at the current straggler time.
+    matching : {"both", "swap", "hungarian"}
+        Matching block: swap matching at fixed powers, the exact assignment (Hungarian) of the
+        energies at the current straggler time with re-fitted powers, or both in turn (default).
     power_step : {"exact", "sca"}
         Exact convex τ search (vectorized, default) or SCA with a cvxpy program per step.
     max_iter, tol : outer iterations and relative stopping tolerance of each BCD run.
@@ -494,8 +491,8 @@ def bcd(problem, matching: str = "swap", power_step: str = "exact", max_iter: in
     sca_options : dict
         Options of :func:`power_step_sca` (``max_iter``, ``tol``, ``solver``).
     """
-    if matching not in ("swap", "hungarian"):
-        raise SolverError(f"matching must be 'swap' or 'hungarian', got {matching!r}")
+    if matching not in ("swap", "hungarian", "both"):
+        raise SolverError(f"matching must be 'swap', 'hungarian' or 'both', got {matching!r}")
     if power_step not in ("exact", "sca"):
         raise SolverError(f"power_step must be 'exact' or 'sca', got {power_step!r}")
     kw = dict(matching=matching, power_step=power_step, max_iter=max_iter, tol=tol, sca_options=sca_options)

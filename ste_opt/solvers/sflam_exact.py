@@ -165,7 +165,7 @@ def max_power(problem):
 
 
 @register("sflam", "fixed_bits", "baseline: a given common bit-width, matching and power by BCD")
-def fixed_bits(problem, bits: int = 8, matching: str = "swap", power_step: str = "exact",
+def fixed_bits(problem, bits: int = 8, matching: str = "both", power_step: str = "exact",
                max_iter: int = 30, tol: float = 1e-9):
     b = int(bits)
     if b != bits or b not in problem.bit_set.tolist():
