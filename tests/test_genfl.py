@@ -393,3 +393,20 @@ def test_cli_tiny_run(tmp_path):
     assert (tmp_path / "g.pt").is_file()
     assert main(["genfl", "--alpha", "-1", "--rounds", "1", "--arms", "real_only",
                  "--out", str(tmp_path / "bad")]) == 2
+
+
+@pytest.mark.slow
+def test_generator_quality_above_chance(split):
+    """A 300-step default-size generator makes digits a referee recognises (slow: ~20 s)."""
+    from ste_opt.learning_hooks.genfl.metrics import generator_quality, train_referee
+
+    gen = FlowMatchingGenerator.train(split.server_images, split.server_labels, 10,
+                                      GeneratorConfig(train_steps=300))
+    labels = np.repeat(np.arange(10), 50)
+    samples = gen.sample(labels, seed=0)
+    referee = train_referee(split.client_images, split.client_labels, 10, epochs=10)
+    q = generator_quality(samples, labels, referee=referee, generator_train=split.server_images,
+                          real_reference=split.client_images, test_images=split.test_images,
+                          test_labels=split.test_labels)
+    assert q["referee_accuracy_on_samples"] > 0.8
+    assert q["near_copy_fraction"] < 0.05
