@@ -7,8 +7,14 @@ torch.set_num_threads(1)
 
 from ste_opt.errors import InvalidScenarioError  # noqa: E402
 from ste_opt.learning_hooks.federated import (  # noqa: E402
-    Aggregator, FedAvg, aggregate_numpy, dirichlet_partition, iid_partition, partition_stats,
-    sample_clients, shard_partition,
+    Aggregator,
+    FedAvg,
+    aggregate_numpy,
+    dirichlet_partition,
+    iid_partition,
+    partition_stats,
+    sample_clients,
+    shard_partition,
 )
 
 LABELS = np.repeat(np.arange(10), 50)

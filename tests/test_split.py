@@ -6,7 +6,11 @@ torch.set_num_threads(1)
 
 from ste_opt.errors import InvalidScenarioError  # noqa: E402
 from ste_opt.learning_hooks.split import (  # noqa: E402
-    build_vit, load_pretrained, load_trainable_state, split_vit, trainable_state,
+    build_vit,
+    load_pretrained,
+    load_trainable_state,
+    split_vit,
+    trainable_state,
 )
 
 SMALL = dict(img_size=16, patch_size=4, embed_dim=32, depth=4, num_heads=2)

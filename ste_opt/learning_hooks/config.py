@@ -30,7 +30,7 @@ DEFAULTS: dict = {
     "federation": {"num_clients": 10, "clients_per_round": 10, "partition": "dirichlet",
                    "alpha": 0.5, "shards_per_client": 2, "min_client_size": 8, "rounds": 5,
                    "local_epochs": 1, "local_steps": None, "batch_size": 32, "aggregator": "fedavg"},
-    "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0},
+    "optim": {"lr": 0.02, "momentum": 0.9, "weight_decay": 0.0},
     "compression": {"tokens_kept": None, "keep_ratio": None, "bits": 32, "grad_bits": 32},
     "pretrain": {"epochs": 40, "lr": 1e-3, "batch_size": 64, "weight_decay": 0.05},
     "eval": {"batch_size": 256},

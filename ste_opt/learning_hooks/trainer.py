@@ -288,7 +288,7 @@ class SplitFedTrainer:
 
     def _log_round(self, round_idx, ids, plans, results, acc, loss, round_s) -> dict:
         fed = self.mode == "fedlora"
-        B, N, D = self.batch_size, self.num_patches, self.embed_dim
+        N, D = self.num_patches, self.embed_dim
         up = down = up_adapt = down_adapt = 0
         steps = 0
         step_s, comp_s, score_s, decode_s = [], 0.0, 0.0, 0.0
