@@ -196,8 +196,8 @@ def _device_tables(problem, tb, P):
     with np.errstate(divide="ignore", invalid="ignore"):
         r = problem.rate(problem.phi, P)
         tu = S / r
-    T = problem.c + tu
-    E = problem.e_cmp[:, None] + P * tu
+        T = problem.c + tu
+        E = problem.e_cmp[:, None] + P * tu
     ok = tb.feasible & (P <= tb.p_hi * (1 + 1e-12)) & (P >= problem.p_lo[:, None] * (1 - 1e-12)) \
         & (T <= problem.deadline[:, None] * (1 + 1e-12)) & (E <= problem.e_max[:, None] * (1 + 1e-12))
     return np.where(ok, T, np.inf), np.where(ok, E, np.inf)
