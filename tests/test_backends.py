@@ -133,3 +133,49 @@ def test_ray_bitwise_equal_to_local_then_failed_client_left_out(splits, local_re
     # the dead worker is restarted: round 3 has every client again
     tr.run_round(3)
     assert ray_backend.last_failures == {}
+
+
+# ----------------------------------------------------------------------------- flower
+@pytest.fixture(scope="module")
+def frozen_ref(splits):
+    cfg = {**TOY, "lora": {"rank": 2, "client": False}}
+    tr = make_trainer(splits, config=cfg)
+    tr.fit(1)
+    return cfg, adapters(tr), tr.history
+
+
+def assert_close(a: dict, b: dict, tol=1e-6):
+    assert set(a) == set(b) and a
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=k)
+
+
+def test_flower_simulation_matches_local(splits, local_ref, frozen_ref):
+    pytest.importorskip("flwr")
+    pytest.importorskip("ray")
+    from ste_opt.errors import InvalidScenarioError
+    from ste_opt.learning_hooks.backends.flower_backend import FlowerBackend
+
+    with FlowerBackend(exchange="per_batch", num_cpus=2) as backend:
+        # client LoRA: exact SFL needs one exchange per batch
+        tr = make_trainer(splits, backend=backend)
+        ref_tr = make_trainer(splits)
+        ref_tr.fit(1)
+        tr.fit(1)
+        assert_close(adapters(tr), adapters(ref_tr))
+        steps = tr.clients[0].loader.steps
+        assert backend.last_messages == {c: steps + 1 for c in range(3)}
+        assert tr.history[0]["uplink_bits"] == ref_tr.history[0]["uplink_bits"]
+        # chunked exchange with client LoRA is refused (not exact)
+        backend.exchange = "round"
+        with pytest.raises(InvalidScenarioError, match="exchange"):
+            tr.run_round(1)
+        # frozen client: exchange="round" is exact with one message each way per client
+        cfg, ref, _ = frozen_ref
+        tr2 = make_trainer(splits, backend=backend, config=cfg)
+        tr2.fit(1)
+        assert backend.last_messages == {0: 1, 1: 1, 2: 1}
+        assert_close(adapters(tr2), ref)
+    import ray
+
+    assert not ray.is_initialized()
