@@ -282,10 +282,18 @@ def _round_table(rounds) -> str:
 def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str = "demo",
         method: str = "alternating", bits: int = 8, progress: bool = True) -> int:
     """Run the closed-loop demo and write ``<out>/{history.csv, clients.csv, summary.json, *.png}``."""
+    import os
+
+    import torch
+
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    print("\n== closed loop: solver-scheduled split federated fine-tuning on digits", flush=True)
+    cores = os.cpu_count() or 1
+    if hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores - 0.5:
+        torch.set_num_threads(1)   # a busy machine: one thread avoids OpenMP stalls
+    print(f"\n== closed loop: solver-scheduled split federated fine-tuning on digits "
+          f"({torch.get_num_threads()} torch thread(s))", flush=True)
     res = run_pair(config, out=out, seed=seed, rounds=rounds, method=method, bits=bits, progress=progress)
     summary = res["summary"]
     sc = summary["scenario"]
