@@ -23,9 +23,8 @@ def test_native_path_leaves_torchvision_alone(tmp_path):
     line = _run("""
         from ste_opt.learning_hooks import _compat
         s = _compat.ensure_torchvision()
-        import torch, torchvision
-        ops = [n for n in dir(torch.ops.torchvision) if n in ('nms', 'qnms')] if hasattr(torch.ops, 'torchvision') else []
-        print(s, torchvision.NATIVE_FAKE, _compat._LIBRARY is None)
+        import sys, torchvision
+        print(s, torchvision.NATIVE_FAKE, _compat._LIBRARY is None and 'torch' not in sys.modules)
     """, env_path=str(tmp_path))
     assert line == "native True True"
 
@@ -73,13 +72,11 @@ def test_other_runtime_errors_propagate(tmp_path):
 
 
 def test_installed_environment_imports_timm_and_peft():
-    line = _run("""
-        from ste_opt.learning_hooks._compat import import_timm, import_peft, torchvision_status
-        timm = import_timm(); peft = import_peft()
-        import torchvision.ops.misc
-        print(torchvision_status() in ('native', 'shimmed'), hasattr(timm, 'create_model'), hasattr(peft, 'LoraConfig'))
-    """)
-    assert line == "True True True"
+    from ste_opt.learning_hooks._compat import import_peft, import_timm, torchvision_status
+    timm, peft = import_timm(), import_peft()
+    import torchvision.ops.misc  # noqa: F401  (the Python layer timm needs)
+    assert torchvision_status() in ("native", "shimmed")
+    assert hasattr(timm, "create_model") and hasattr(peft, "LoraConfig")
 
 
 def test_import_ste_opt_does_not_import_torch():
