@@ -335,11 +335,6 @@ class SFLAMScenario:
             data["bit_set"] = tuple(data["bit_set"])
         return cls(**data)
 
-    @classmethod
-    def preset(cls, name: str = "sflam", **kwargs):
-        from .scenario import make_scenario
-        return make_scenario(name, **kwargs)
-
     def __repr__(self) -> str:
         return (f"SFLAMScenario(preset={self.preset!r}, n_devices={self.n_devices}, "
                 f"n_subchannels={self.n_subchannels}, subchannel_hz={self.subchannel_hz:.3g}, "

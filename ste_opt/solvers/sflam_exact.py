@@ -20,8 +20,14 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import InfeasibleError, InvalidScenarioError, SolverError
 from .registry import register
-from .sflam_bcd import (_BIG, bracket, power_step_exact, run_fixed_bits, start_matching,
-                        swap_matching)
+from .sflam_bcd import (
+    _BIG,
+    bracket,
+    power_step_exact,
+    run_fixed_bits,
+    start_matching,
+    swap_matching,
+)
 
 __all__ = ["hungarian", "brute", "random_matching", "max_power", "fixed_bits",
            "random_matching_allocation", "max_power_allocation"]
