@@ -118,7 +118,10 @@ def test_aggregator_and_data_hook(splits):
     assert any(k.startswith("client/") for k in seen["keys"]) and any(k.startswith("server/") for k in seen["keys"])
     x, y = splits.train.images[:3], splits.train.labels[:3]
     tr.set_client_data(0, x, y)
-    assert tr.client_sizes[0] == 3
+    assert tr.client_sizes[0] == 3 and tr.clients[0].loader.batch_size == 3
+    tr.set_client_data(0, splits.train.images[:40], splits.train.labels[:40])
+    assert tr.clients[0].loader.batch_size == 8
+    tr.run_round(1)
 
 
 def test_resume_equals_uninterrupted(tmp_path, splits):

@@ -74,10 +74,17 @@ class _LocalData:
 
     def __init__(self, data: ImageDataset, batch_size: int, local_epochs: int,
                  local_steps: int | None, seed: int, client_id: int):
-        self.data, self.seed, self.client_id = data, int(seed), int(client_id)
-        self.batch_size = min(int(batch_size), len(data))
+        self.seed, self.client_id = int(seed), int(client_id)
+        self._batch, self._epochs, self._local_steps = int(batch_size), int(local_epochs), local_steps
+        self.set_data(data)
+
+    def set_data(self, data: ImageDataset) -> None:
+        if len(data) == 0:
+            raise InvalidScenarioError("a client has no training data", field="data", device=self.client_id)
+        self.data = data
+        self.batch_size = min(self._batch, len(data))
         per_epoch = -(-len(data) // self.batch_size)
-        self.steps = int(local_steps) if local_steps else per_epoch * int(local_epochs)
+        self.steps = int(self._local_steps) if self._local_steps else per_epoch * self._epochs
         self._order = np.arange(len(data))
 
     def start(self, round_idx: int) -> None:
@@ -117,8 +124,7 @@ class ClientRole:
 
     def set_data(self, data: ImageDataset) -> None:
         self.data = data
-        self.loader.data = data
-        self.loader.batch_size = min(self.loader.batch_size, len(data))
+        self.loader.set_data(data)
 
     def begin_round(self, round_idx: int, plan: ClientPlan,
                     global_state: Mapping[str, np.ndarray] | None) -> int:
@@ -306,8 +312,7 @@ class FedLoRAClientRole:
 
     def set_data(self, data: ImageDataset) -> None:
         self.data = data
-        self.loader.data = data
-        self.loader.batch_size = min(self.loader.batch_size, len(data))
+        self.loader.set_data(data)
 
     def begin_round(self, round_idx: int, plan: ClientPlan, global_state: Mapping[str, np.ndarray] | None) -> int:
         if global_state:
