@@ -2,7 +2,8 @@
 and left out, Flower simulation == local, Ray sweep == serial sweep.
 
 Ray and Flower start-ups are heavy on a 2-core machine: one Ray instance per module (shut down at
-the end), tiny models, ``torch.set_num_threads(1)``.
+the end), tiny models, ``torch.set_num_threads(1)``. The engine tests are marked ``slow``
+(``make test`` skips them); run them with ``pytest -m slow tests/test_backends.py``.
 """
 from __future__ import annotations
 
@@ -101,6 +102,7 @@ def ray_backend():
     assert not ray.is_initialized()
 
 
+@pytest.mark.slow  # ~30-60 s on 2 cores: Ray start + 3 actors (torch, timm, peft imports) + a restart
 def test_ray_bitwise_equal_to_local_then_failed_client_left_out(splits, local_ref, ray_backend):
     from ste_opt.learning_hooks.roles import LocalBackend
 
@@ -135,6 +137,24 @@ def test_ray_bitwise_equal_to_local_then_failed_client_left_out(splits, local_re
     assert ray_backend.last_failures == {}
 
 
+@pytest.mark.slow  # reuses the Ray instance of the test above when run together; alone ~20-50 s
+def test_map_ray_is_an_ordered_map():
+    pytest.importorskip("ray")
+    import functools
+
+    from ste_opt.payload import payload_bits
+    from ste_opt.sweep_ray import map_ray
+
+    rng = np.random.default_rng(3)
+    mats = [rng.standard_normal((6, 6)) for _ in range(7)]
+    assert map_ray(np.linalg.det, mats, num_cpus=2) == [np.linalg.det(m) for m in mats]
+    fn = functools.partial(payload_bits, 4, 6, 24)
+    assert map_ray(fn, [1, 8, 16, 32], max_in_flight=2) == [fn(q) for q in (1, 8, 16, 32)]
+    assert map_ray(fn, []) == []
+    with pytest.raises(np.linalg.LinAlgError):
+        map_ray(np.linalg.det, [np.ones((2, 3))])
+
+
 # ----------------------------------------------------------------------------- flower
 @pytest.fixture(scope="module")
 def frozen_ref(splits):
@@ -150,6 +170,7 @@ def assert_close(a: dict, b: dict, tol=1e-6):
         np.testing.assert_allclose(a[k], b[k], rtol=tol, atol=tol, err_msg=k)
 
 
+@pytest.mark.slow  # ~40-60 s on 2 cores: Flower simulation engine start, 3 ClientApp actors
 def test_flower_simulation_matches_local(splits, local_ref, frozen_ref):
     pytest.importorskip("flwr")
     pytest.importorskip("ray")
