@@ -178,3 +178,24 @@ def test_scenario_must_match_model():
 
 def test_eval_plan_default_is_uncompressed():
     assert SolverSchedule().eval_plan() == ClientPlan(None, 32)
+
+
+def test_sflam_schedule_sets_bits_and_predicts_bits():
+    pytest.importorskip("ste_opt.problems.sflam")
+    from ste_opt.learning_hooks.trainer import SplitFedTrainer
+
+    sched = SolverSchedule(kind="sflam", seed=0)
+    tr = SplitFedTrainer(CFG, schedule=sched, run_dir=False, progress=False, splits=_splits())
+    tr.run_round(0)
+    scen = sched.scenario
+    assert scen.tokens == N_PATCHES + 1 and scen.dim == DIM
+    rec = sched.records[0]
+    assert sched.method == "bcd" and rec["excluded"] == []
+    for r in tr.client_rows:
+        b = r["bits"]
+        assert b in scen.bit_set and r["tokens_kept"] is None
+        assert r["uplink_bits"] == STEPS * payload_bits(BATCH, N_PATCHES, DIM, b, extra_tokens=1)
+        assert r["uplink_bits"] == r["pred_solution_bits"] == r["pred_predicted_bits"]
+        # the model part of SFLAM's S_n(b) is the client's fp32 adapter upload
+        i = r["client"]
+        assert scen.uplink_bits(b)[i] == r["uplink_bits"] + r["uplink_adapter_bits"]

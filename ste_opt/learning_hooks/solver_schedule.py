@@ -64,6 +64,7 @@ from .calibrate import calibrate_profiles, profile_uplink_bits, profiles_matrix
 from .schedule import ClientPlan
 
 __all__ = ["SolverSchedule", "CostedSchedule", "scenario_for_trainer", "scenario_for_spec",
+           "sflam_scenario_for_trainer", "round_scenario",
            "evaluate_static_round", "samples_per_round", "FADING_STREAM"]
 
 #: Third entry of the per-round fading seed ``[seed, round_idx, FADING_STREAM]``.
@@ -212,6 +213,50 @@ def _default_factory(scenario):
     return STEProblem(scenario)
 
 
+def _default_sflam_factory(scenario):
+    from ..problems.sflam import SFLAMProblem
+
+    return SFLAMProblem(scenario)
+
+
+def sflam_scenario_for_trainer(trainer: Any, *, seed: int | None = 0, scale: float | str = "payload",
+                               compute: str = "paper", preset_options: Mapping | None = None):
+    """An SFLAM scenario (preset ``"sflam"``) with the trainer's model: one device per client,
+    ``tokens = N + 1`` ([CLS] + all patches, no selection), ``dim = D``, ``local_epochs = 1``,
+    ``samples`` = each client's samples per round, ``client_params`` = the client's trainable
+    (LoRA) parameters, so that the activation part of ``uplink_bits(b)`` equals the packed bits
+    the client measures at b bits and the model part equals its fp32 adapter upload.
+
+    ``scale="payload"`` multiplies the subchannel width and the path gain by
+    ρ = mean model uplink / mean preset uplink (both at 32 bits), keeping SNR and upload times;
+    ``compute="paper"`` rescales the client and server FLOPs per sample to keep the preset's mean
+    compute and server times. The memory limit is lifted (the preset's memory model is ViT-B/32's).
+    """
+    from ..scenario import make_scenario
+
+    spec = trainer.model_spec()
+    base = make_scenario("sflam", n_devices=trainer.num_clients, seed=seed, **dict(preset_options or {}))
+    spr = samples_per_round(trainer)
+    samples = np.array([spr[c] for c in range(trainer.num_clients)], dtype=float)
+    params = int(sum(np.asarray(v).size for v in getattr(trainer, "client_global", {}).values()))
+    model = base.replace(tokens=int(spec["num_patches"]) + 1, dim=int(spec["embed_dim"]), local_epochs=1,
+                         samples=samples, batch=int(spec["batch_size"]), client_params=params,
+                         memory_max_bytes=np.full(trainer.num_clients, np.inf),
+                         image_size=int(getattr(trainer, "config", {}).get("data", {}).get("image_size", 32)))
+    if scale == "payload":
+        rho = float(np.mean(model.uplink_bits(32)) / np.mean(base.uplink_bits(32)))
+    else:
+        rho = float(scale)
+    if compute == "paper":
+        ratio = float(np.mean(base.processed_samples) / np.mean(model.processed_samples))
+        model = model.replace(client_flops=base.client_flops * ratio, server_flops=base.server_flops * ratio)
+    meta = dict(base.meta)
+    meta["closed_loop"] = {"scale": rho, "compute": compute, "client_params": params}
+    return model.replace(subchannel_hz=base.subchannel_hz * rho, path_gain=base.path_gain * rho,
+                         ref_loss_db=base.ref_loss_db - 10.0 * math.log10(rho),
+                         device_ids=np.arange(trainer.num_clients), meta=meta)
+
+
 def _need_at_kmin(scen) -> np.ndarray:
     """Least bandwidth of each device to send K_min alone in its window (Hz); mirrors admission."""
     t = scen.standing_time_s - scen.compute_time_s
@@ -271,7 +316,7 @@ class SolverSchedule(_Recorder):
                  every: int = 1, *, scenario=None, bits: int = 8, seed: int = 0,
                  calib_batches: int = 1, method_options: Mapping | None = None,
                  certify: str | None = None, eval_plan: ClientPlan | None = None,
-                 scenario_options: Mapping | None = None):
+                 scenario_options: Mapping | None = None, kind: str | None = None):
         if int(every) < 1:
             raise InvalidScenarioError(f"every must be >= 1, got {every}", field="every")
         self.problem_factory = problem_factory or _default_factory
@@ -285,6 +330,13 @@ class SolverSchedule(_Recorder):
         self.certify = certify
         self._eval_plan = eval_plan if eval_plan is not None else ClientPlan(None, 32)
         self.scenario_options = dict(scenario_options or {})
+        self.kind = kind or (getattr(scenario, "kind", None) if scenario is not None else None) or "ste"
+        if self.kind not in ("ste", "sflam"):
+            raise InvalidScenarioError(f"kind must be 'ste' or 'sflam', got {self.kind!r}", field="kind")
+        if problem_factory is None and self.kind == "sflam":
+            self.problem_factory = _default_sflam_factory
+            if method == "alternating":
+                self.method = "bcd"
         self.records: list[dict] = []
         self.last_problem = None
         self.last_solution = None
@@ -296,15 +348,23 @@ class SolverSchedule(_Recorder):
     # ------------------------------------------------------------------ set-up
     def _ensure_scenario(self, trainer) -> None:
         if self.scenario is None:
-            self.scenario = scenario_for_trainer(trainer, bits=self.bits, seed=self.seed,
-                                                 **self.scenario_options)
+            build = sflam_scenario_for_trainer if self.kind == "sflam" else scenario_for_trainer
+            opts = dict(self.scenario_options)
+            if self.kind != "sflam":
+                opts["bits"] = self.bits
+            self.scenario = build(trainer, seed=self.seed, **opts)
         s = self.scenario
         spec = trainer.model_spec()
         if s.n_devices != trainer.num_clients:
             raise InvalidScenarioError(
                 f"scenario has {s.n_devices} devices but the trainer has {trainer.num_clients} clients "
                 "(device i is client i)", field="scenario")
-        for name, want in (("n_patches", spec["num_patches"]), ("dim", spec["embed_dim"])):
+        checks = [("dim", spec["embed_dim"])]
+        if getattr(s, "kind", "ste") == "sflam":        # SFLAM counts [CLS] among its tokens
+            checks.append(("tokens", int(spec["num_patches"]) + 1))
+        else:
+            checks.append(("n_patches", spec["num_patches"]))
+        for name, want in checks:
             if int(getattr(s, name)) != int(want):
                 raise InvalidScenarioError(
                     f"scenario {name} = {getattr(s, name)} but the trained model has {want}: predicted and "
@@ -348,7 +408,9 @@ class SolverSchedule(_Recorder):
         per_client: dict[int, dict] = {}
         lat, en, pbits = [], [], 0
         D = scen.dim
+        n_patches = int(trainer.model_spec()["num_patches"])
         c0 = getattr(scen, "extra_tokens", 2)
+        sflam = getattr(scen, "kind", "ste") == "sflam"
         for i, c in enumerate(sub_ids):
             if i in excluded_pos:
                 continue
@@ -357,8 +419,12 @@ class SolverSchedule(_Recorder):
             steps = int(trainer.model_spec()["local_steps"][c])
             bsz = spr[c] // max(steps, 1)
             if k is None:
-                exact = steps * int(payload_bits(bsz, scen.n_patches, D, b, extra_tokens=1))
-                s_m = int(payload_bits(scen.batch, scen.n_patches, D, b, extra_tokens=1))
+                exact = steps * int(payload_bits(bsz, n_patches, D, b, extra_tokens=1))
+                if sflam:   # activations of the round (the client-model part is the adapter upload)
+                    s_m = int(payload_bits(int(scen.processed_samples[i]), scen.tokens, D, b, extra_tokens=0,
+                                           side_bits_per_token=scen.side_bits_per_token))
+                else:
+                    s_m = int(payload_bits(scen.batch, n_patches, D, b, extra_tokens=1))
             else:
                 exact = steps * int(payload_bits(bsz, k, D, b, extra_tokens=c0))
                 s_m = int(payload_bits(scen.batch, k, D, b, extra_tokens=c0))
