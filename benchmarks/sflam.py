@@ -126,7 +126,8 @@ def front(n, omegas):
     ax.set_ylabel("total device energy to target (kJ)")
     ax.set_title(f"SFLAM latency–energy front (N={n}, omega 0..1); FL: {t_fl / 3600:.0f} h, "
                  f"{e_fl / 1e3:.0f} kJ", fontsize=9)
-    ax.grid(alpha=0.3)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
     path = results_dir() / "sflam_pareto.png"

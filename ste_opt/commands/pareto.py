@@ -88,7 +88,8 @@ def run(args) -> int:
     ax.set_ylabel("total device energy to target (kJ)")
     s = problem.scenario
     ax.set_title(f"SFLAM Pareto front: N={s.n_devices}, K={s.n_subchannels}, omega sweep")
-    ax.grid(alpha=0.3)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.tight_layout()
     out = Path(args.output)
