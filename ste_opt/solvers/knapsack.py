@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["log1p_root_newton", "wmin_table", "KnapsackResult", "knapsack_at", "levels_of",
+__all__ = ["log1p_root_newton", "wmin_table", "wmin_slope_table", "interval_bound", "KnapsackResult",
+           "knapsack_at", "levels_of",
            "polish", "BOUND_SLACK"]
 
 LN2 = float(np.log(2.0))
@@ -103,6 +104,7 @@ class KnapsackResult:
     int_value: float = -np.inf         # Σ WF of ``tokens``
     tokens: np.ndarray | None = None   # integer solution that fits at τ (active devices)
     threshold: float = np.nan          # λ: ratio of the fractional increment
+    W: np.ndarray | None = None        # the W_min table at τ (M, L), inf where impossible
 
 
 def knapsack_at(problem, tau: float, levels=None, fill_rounds: int = 30) -> KnapsackResult:
@@ -115,10 +117,10 @@ def knapsack_at(problem, tau: float, levels=None, fill_rounds: int = 30) -> Knap
     base = np.searchsorted(lev, problem.k_lo)               # index of k_lo in lev (k_lo is on the grid)
     W0 = W[rows, base]
     if not np.all(np.isfinite(W0)):
-        return KnapsackResult(tau, False)
+        return KnapsackResult(tau, False, W=W)
     budget = problem.W_tot - float(np.sum(W0))
     if budget < 0:
-        return KnapsackResult(tau, False)
+        return KnapsackResult(tau, False, W=W)
     F0 = float(np.sum(F[rows, base]))
     j = np.arange(len(lev) - 1)
     above = j[None, :] >= base[:, None]                     # increment j: lev[j] -> lev[j+1]
@@ -128,7 +130,7 @@ def knapsack_at(problem, tau: float, levels=None, fill_rounds: int = 30) -> Knap
     idx = np.flatnonzero(valid)
     if idx.size == 0:
         k = lev[base]
-        return KnapsackResult(tau, True, F0, F0, k.copy(), np.inf)
+        return KnapsackResult(tau, True, F0, F0, k.copy(), 0.0, W)
     dWv = dW.ravel()[idx]
     dFv = dF.ravel()[idx]
     ratio = dFv / dWv
@@ -151,7 +153,7 @@ def knapsack_at(problem, tau: float, levels=None, fill_rounds: int = 30) -> Knap
     kidx = cnt
     kidx = _fill(W, F, kidx, lev, problem.W_tot, valid, fill_rounds)
     k = lev[kidx]
-    return KnapsackResult(tau, True, lp, float(np.sum(F[rows, kidx])), k, lam)
+    return KnapsackResult(tau, True, lp, float(np.sum(F[rows, kidx])), k, lam, W)
 
 
 def _fill(W, F, kidx, lev, W_tot, valid, rounds):
@@ -198,3 +200,96 @@ def polish(problem, tokens):
         if float(np.sum(w)) > problem.W_tot:
             w = w * (1 - 1e-12)
     return w, p, tau
+
+
+def wmin_slope_table(problem, tau: float, W) -> np.ndarray:
+    """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) at τ of the table ``W = wmin_table(problem, τ, ...)``.
+
+    ``W_min(K, ·)`` is convex and non-increasing in τ (window ``t = τ - offset`` capped at
+    ``T_stand - T0``; power ``min(p_max, E/t)``), so ``W(τ') ≥ W(τ) + (τ - τ')|slope|`` for every
+    ``τ' ≤ τ``: the tangent is a valid lower bound on any interval ending at τ. With the energy
+    limit binding the root scales as ``W ∝ 1/t`` (slope ``-W/t``); at full power, implicit
+    differentiation of ``R(W, p) = S/t`` gives ``-W ln(1+y) / (t (ln(1+y) - y/(1+y)))``, ``y = p h/(N0 W)``.
+    """
+    t_raw = tau - problem.tau_offset
+    active = (t_raw > 0) & (t_raw <= problem.t_max)          # window still growing left of τ
+    t = np.where(t_raw > 0, np.minimum(t_raw, problem.t_max), 1.0)
+    energy = problem.p_max > problem.e_up / t                   # energy limit binds (p = E/t)
+    p_hat = np.minimum(problem.p_max, problem.e_up / t)
+    a = (p_hat * problem.gain / problem.noise)[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        y = a / W
+        den = np.where(y < 1e-4, y * y / 2 - 2 * y ** 3 / 3, np.log1p(y) - y / (1 + y))
+        full = W * np.log1p(y) / den
+    slope = np.where(energy[:, None], W, full) / t[:, None]
+    slope = np.where(active[:, None] & np.isfinite(W), slope, 0.0)
+    return -slope
+
+
+def _phi(F, C, lam, W_tot):
+    """Lagrangian ``λ W_tot + Σ_m max_k (F - λ C)`` and its subgradient in λ (F = -inf: excluded,
+    C finite everywhere)."""
+    V = F - lam * C
+    j = np.argmax(V, axis=1)
+    rows = np.arange(F.shape[0])
+    return lam * W_tot + float(np.sum(V[rows, j])), W_tot - float(np.sum(C[rows, j]))
+
+
+def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, iters: int = 40):
+    """Upper bound on the STE of every allocation with straggler time in ``[a, b]``.
+
+    On the interval ``W_min(K, τ) ≥ Wb + (b - τ)|Db|`` (tangent at b); for any λ ≥ 0 the Lagrangian
+    ``Φ(λ, τ) = λ W_tot + Σ_m max_K (F - λ (Wb + (b - τ)|Db|))`` bounds Σ F, and ``Φ(λ, τ)/τ`` is a
+    maximum of functions monotone in τ, so its largest value on ``[a, b]`` is at an end:
+    ``UB = min_λ max(Φ(λ, b)/b, Φ(λ, a)/a)``. The minimization over λ (convex) is by bisection
+    on a subgradient, started at ``lam0`` (the LP multiplier at b); every λ gives a valid bound.
+    ``F``, ``Wb``, ``Db`` are (M, L) tables; levels with ``F = -inf`` or ``Wb = inf`` are excluded.
+    """
+    valid = np.isfinite(F) & np.isfinite(Wb)
+    F = np.where(valid, F, -np.inf)
+    Wb = np.where(valid, Wb, 0.0)
+    Ca = Wb + (b - a) * np.abs(np.where(valid, Db, 0.0))
+
+    def h(lam):
+        pb_, gb = _phi(F, Wb, lam, W_tot)
+        pa_, ga = _phi(F, Ca, lam, W_tot)
+        vb, va = pb_ / b, pa_ / a
+        return (vb, gb / b) if vb >= va else (va, ga / a)
+
+    lam = max(float(lam0), 0.0)
+    best, g = h(lam)
+    if g == 0:
+        return best
+    # bracket the minimizer by stepping in the descent direction
+    lo, hi = (lam, None) if g < 0 else (None, lam)
+    step = max(lam, 1e-30)
+    for _ in range(60):
+        cand = lam + step if g < 0 else max(lam - step, 0.0)
+        v, gc = h(cand)
+        best = min(best, v)
+        if g < 0:
+            if gc >= 0:
+                hi = cand
+                break
+            lo = cand
+        else:
+            if gc <= 0 or cand == 0.0:
+                lo = cand
+                break
+            hi = cand
+        step *= 2
+    if lo is None or hi is None:
+        return best
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        v, gm = h(mid)
+        best = min(best, v)
+        if gm < 0:
+            lo = mid
+        elif gm > 0:
+            hi = mid
+        else:
+            break
+        if hi - lo <= 1e-12 * hi:
+            break
+    return best
