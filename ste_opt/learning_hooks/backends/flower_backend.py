@@ -130,8 +130,8 @@ class _ClientSession:
         from flwr.app import ConfigRecord
 
         role, st = self.role, self.context.state
-        from ..split import trainable_state
         from ..federated import state_to_numpy
+        from ..split import trainable_state
 
         st[f"{_REC}.adapters"] = _arrays_to_record(
             state_to_numpy(trainable_state(role.module)) if role.trainable else {})

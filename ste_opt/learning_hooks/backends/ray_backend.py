@@ -50,7 +50,7 @@ import numpy as np
 
 from ...errors import InvalidScenarioError, SolverError
 
-__all__ = ["RayBackend", "Backend", "init_local_ray", "ray_available"]
+__all__ = ["RayBackend", "Backend", "init_local_ray", "ray_available", "exchange_overhead_s"]
 
 
 def ray_available() -> bool:
@@ -367,10 +367,14 @@ class RayBackend:
         self._restart_dead(clients)
         active = [c for c in sorted(plans) if plans[c] is not None]
         cg = ray.put(client_global) if client_global is not None else None
+        arrival = self.server_order == "arrival"
         if server is not None:
-            self._server.begin_round.remote(round_idx, server_global)
-        if self.server_order == "arrival":
+            begin = self._server.begin_round.remote(round_idx, server_global)
+            if arrival:  # steps will come from other callers: begin must be done first
+                ray.get(begin)
+        if arrival:
             refs = self._submit_arrival(round_idx, plans, active, cg, server is not None)
+            ray.wait(list(refs.values()), num_returns=len(refs))  # all steps done before end_round
         else:
             refs = self._submit_ordered(round_idx, plans, active, clients, cg, server is not None)
         srv_ref = self._server.end_round.remote() if server is not None else None
@@ -435,6 +439,43 @@ class RayBackend:
     def _submit_arrival(self, r, plans, active, cg, split: bool) -> dict:
         return {c: self._workers[self._owner[c]].run_client.remote(
             c, r, plans[c], cg, self._server if split else None) for c in active}
+
+
+class _Echo:
+    def ping(self) -> int:
+        return os.getpid()
+
+    def make(self, nbytes: int, i: int) -> bytes:
+        return bytes(int(nbytes))
+
+    def step(self, msg: bytes) -> bytes:
+        return msg
+
+    def take(self, msg: bytes) -> int:
+        return len(msg)
+
+
+def exchange_overhead_s(payload_bytes: int, grad_bytes: int | None = None, n: int = 200) -> float:
+    """Median transport cost (s) of one batch exchange with no compute: the same three actor calls
+    as :class:`RayBackend` (``forward`` on a worker → ``step`` on the server → ``backward`` on the
+    worker) carrying ``payload_bytes`` up and back. Needs Ray initialised (see
+    :func:`init_local_ray`)."""
+    import ray
+
+    cls = ray.remote(_Echo).options(num_cpus=0, max_concurrency=1)
+    worker, server = cls.remote(), cls.remote()
+    try:
+        ray.get([worker.ping.remote(), server.ping.remote()])
+        times = []
+        for i in range(int(n)):
+            t0 = time.perf_counter()
+            msg = worker.make.remote(payload_bytes, i)
+            ray.get(worker.take.remote(server.step.remote(msg)))
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times[min(10, len(times) // 4):]))
+    finally:
+        ray.kill(worker)
+        ray.kill(server)
 
 
 def _short(exc: BaseException) -> str:
