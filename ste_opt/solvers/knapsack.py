@@ -47,7 +47,7 @@ def log1p_root_newton(c) -> np.ndarray:
     cc = np.where(ok, c, 0.5)
     l1 = -np.log(cc)                                   # > 0
     s = np.minimum(2.0 * l1, l1 + 2.0 * np.log1p(l1) + 1.0)
-    for _ in range(7):                                 # quadratic: 4-5 steps reach 1e-13
+    for _ in range(5):                                 # quadratic: 4-5 steps reach 1e-13
         small = s < 1e-2
         ss = np.where(small, 1.0, s)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -235,7 +235,8 @@ def _phi(F, C, lam, W_tot):
     return lam * W_tot + float(np.sum(V[rows, j])), W_tot - float(np.sum(C[rows, j]))
 
 
-def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, iters: int = 40):
+def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, iters: int = 30,
+                   lam_rtol: float = 1e-7):
     """Upper bound on the STE of every allocation with straggler time in ``[a, b]``.
 
     On the interval ``W_min(K, τ) ≥ Wb + (b - τ)|Db|`` (tangent at b); for any λ ≥ 0 the Lagrangian
@@ -290,6 +291,6 @@ def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, ite
             hi = mid
         else:
             break
-        if hi - lo <= 1e-12 * hi:
+        if hi - lo <= lam_rtol * hi:
             break
     return best
