@@ -25,7 +25,14 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from ste_opt import InfeasibleError, InvalidScenarioError, Scenario, Solution, STEProblem, make_scenario
+from ste_opt import (
+    InfeasibleError,
+    InvalidScenarioError,
+    Scenario,
+    Solution,
+    STEProblem,
+    make_scenario,
+)
 
 LOG2_3 = math.log2(3.0)
 TU0 = 128_000 / 1e6
