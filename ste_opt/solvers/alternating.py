@@ -77,12 +77,18 @@ def cvxpy_resource_step(problem, k, solver: str | None = None):
     feasible allocation with the whole-window formula (bumped up until the budget holds)."""
     import cvxpy as cp
 
-    prob = problem.resource_model(k)
-    try:
-        prob.solve(solver=solver) if solver else prob.solve()
-    except cp.error.SolverError as exc:
-        raise SolverError(f"cvxpy resource step failed: {exc}") from exc
-    if prob.status not in ("optimal", "optimal_inaccurate"):
+    # The conic solver can fail on badly scaled data (e.g. a strong channel, p h / N0 ~ 1e13 Hz,
+    # with the bandwidth in MHz): retry with the bandwidth unit set to the mean share; if that
+    # fails too, return None so that the caller keeps its current (feasible) resources.
+    for scale_hz in (1e6, problem.W_tot / problem.M):
+        prob = problem.resource_model(k, scale_hz=scale_hz)
+        try:
+            prob.solve(solver=solver) if solver else prob.solve()
+        except cp.error.SolverError:
+            continue
+        if prob.status in ("optimal", "optimal_inaccurate") and prob.ste.tau_s.value is not None:
+            break
+    else:
         return None
     tau = float(prob.ste.tau_s.value)
     for bump in (1e-9, 1e-7, 1e-5, 1e-3):
