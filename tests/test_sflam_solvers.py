@@ -80,6 +80,12 @@ def test_milp_bound_below_bcd_and_brute(pr):
     assert sm.bound <= sb.objective * (1 + 1e-9)
     assert sm.bound <= sm.objective * (1 + 1e-9)
     assert sm.gap == pytest.approx((sm.objective - sm.bound) / sm.bound)
+    for name in BASELINES:          # milp bound <= bcd <= every baseline, on the same instance
+        try:
+            b = solve(pr, name)
+        except InfeasibleError:
+            continue
+        assert sm.bound <= sb.objective * (1 + 1e-9) <= b.objective * (1 + 2e-9), name
     sx = solve(pr, "brute")
     assert sm.bound <= sx.objective * (1 + 1e-9)
     assert sx.objective <= sb.objective * (1 + 1e-9) and sx.objective <= sm.objective * (1 + 1e-9)
