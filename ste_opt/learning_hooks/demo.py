@@ -87,6 +87,7 @@ def summarize(run_name, trainer, schedule, rounds) -> dict:
     return {"run": run_name, "schedule": repr(schedule), "rounds": len(rounds),
             "final_acc": trainer.history[-1]["test_acc"] if trainer.history else None,
             "best_acc": max((h["test_acc"] for h in trainer.history), default=None),
+            "acc_last3": float(np.mean([h["test_acc"] for h in trainer.history[-3:]])) if trainer.history else None,
             "uplink_activation_mb": act / 8e6, "uplink_adapter_mb": adapt / 8e6,
             "uplink_calibration_mb": calib / 8e6, "uplink_total_mb": (act + adapt + calib) / 8e6,
             "predicted_activation_mb": tot["predicted_bits"] / 8e6,
@@ -219,6 +220,7 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
         s_sum["compressed_eval_plan"] = {"tokens_kept": k_med, "bits": bits}
     comp = {
         "accuracy_diff_points": 100 * (s_sum["final_acc"] - b_sum["final_acc"]),
+        "accuracy_last3_diff_points": 100 * (s_sum["acc_last3"] - b_sum["acc_last3"]),
         "uplink_activation_ratio": b_sum["uplink_activation_mb"] / max(s_sum["uplink_activation_mb"], 1e-30),
         "uplink_total_ratio": b_sum["uplink_total_mb"] / max(s_sum["uplink_total_mb"], 1e-30),
         "simulated_time_ratio": b_sum["simulated_time_s"] / max(s_sum["simulated_time_s"], 1e-30),
@@ -252,7 +254,8 @@ def _table(summary) -> str:
                      f"{r['uplink_total_mb']:>9.3f} {r['simulated_time_s']:>11.2f} {r['energy_j']:>9.3f} "
                      f"{r['client_peak_mb']:>9.2f}")
     c = summary["comparison"]
-    lines.append(f"solver vs baseline: accuracy {c['accuracy_diff_points']:+.2f} points, "
+    lines.append(f"solver vs baseline: accuracy {c['accuracy_diff_points']:+.2f} points "
+                 f"({c['accuracy_last3_diff_points']:+.2f} over the last 3 rounds), "
                  f"{c['uplink_activation_ratio']:.2f}x fewer activation bits "
                  f"({c['uplink_total_ratio']:.2f}x with adapters), {c['simulated_time_ratio']:.2f}x less "
                  f"simulated time, {c['energy_ratio']:.2f}x less energy")
