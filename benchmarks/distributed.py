@@ -162,7 +162,10 @@ def main(argv=None) -> int:
           f"local steps of 16 samples = {exchanges} batch exchanges per round; median of {rounds} "
           f"round(s) after {args.warmup} warm-up round(s); time of `backend.run_round` only. "
           "`workers` = Ray client-worker actors (Flower: ClientApp actors). "
-          "`overhead_ms_per_exchange` = (round time - local round time) / exchanges. "
+          "`overhead_ms_per_exchange` = (round time - local round time) / exchanges; on an "
+          "oversubscribed machine it comes out negative, because a backend with more processes "
+          "gets a larger share of the busy CPUs than the single local process: read the Ray "
+          "transport table below for the overhead itself. "
           "`max_abs_diff_vs_local`: final adapters against `local` (0 = bitwise equal).", "",
           md_table(rows, cols, fmt), "",
           "Ray transport alone (`exchange_overhead_s`: the backend's three actor calls per batch "
