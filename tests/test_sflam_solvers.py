@@ -182,3 +182,11 @@ def test_registered_methods():
     assert {"bcd", "milp", "hungarian", "brute", *BASELINES} <= names
     bounds = {m.name: m.bound for m in ste_opt.list_methods("sflam")}
     assert bounds["milp"] == "bound" and bounds["brute"] == "exact"
+
+
+@pytest.mark.slow
+def test_milp_certifies_one_percent_at_twenty_devices():
+    pr = SFLAMProblem(Scenario.preset("sflam", n_devices=20, seed=0), omega=0.5)
+    sm = solve(pr, "milp")
+    assert pr.check(sm).ok and sm.gap <= 0.01
+    assert sm.bound <= solve(pr, "bcd").objective * (1 + 1e-9)
