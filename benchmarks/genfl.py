@@ -37,6 +37,57 @@ def _label(kind: str, val: float) -> str:
     return f"Dirichlet α={val:g}" if kind == "dirichlet" else f"shards ({int(val)}/client)"
 
 
+ARMS_ORDER = ["real_only", "aigc_only", "genfl", "genfl_weighted", "genfl_blend"]
+
+
+def _acc(hist, part, arm, rnd):
+    """Mean, std and count of test accuracy (%) after ``rnd`` rounds over seeds."""
+    vals = [100 * float(r["test_acc"]) for r in hist if r["arm"] == arm
+            and int(r["round"]) == rnd - 1 and (r["partition"] == part or arm == "aigc_only")]
+    return (float(np.mean(vals)), float(np.std(vals)), len(vals)) if vals else None
+
+
+def plot_accuracy_panels(hist, labels_part, rounds, path) -> None:
+    """One panel per partition: mean ± std test accuracy against rounds for every arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(labels_part), figsize=(3.6 * len(labels_part), 3.2),
+                             sharey=True, squeeze=False)
+    for ax, part in zip(axes[0], labels_part, strict=True):
+        for arm in ARMS_ORDER:
+            pts = [_acc(hist, part, arm, rnd) for rnd in range(1, rounds + 1)]
+            if pts[-1] is None:
+                continue
+            m = np.array([p[0] for p in pts])
+            s = np.array([p[1] for p in pts])
+            xs = np.arange(1, rounds + 1)
+            ax.plot(xs, m, label=arm)
+            ax.fill_between(xs, m - s, m + s, alpha=0.15)
+        ax.set_title(part, fontsize=9)
+        ax.set_xlabel("rounds completed")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=6, loc="lower right")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def replot(path_csv, path_png) -> None:
+    """Redraw the accuracy plot from ``results/genfl.csv`` (no training)."""
+    import csv
+
+    with open(path_csv, newline="") as fh:
+        hist = list(csv.DictReader(fh))
+    labels_part = list(dict.fromkeys(r["partition"] for r in hist if r["partition"] != "any"))
+    rounds = max(int(r["round"]) for r in hist) + 1
+    plot_accuracy_panels(hist, labels_part, rounds, path_png)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -46,7 +97,12 @@ def main(argv=None) -> int:
     ap.add_argument("--partitions", default="dirichlet:0.05,dirichlet:0.1,dirichlet:0.5,shards:2")
     ap.add_argument("--policy-seeds", type=int, default=1,
                     help="seeds for the aggregation-policy comparison at α=0.1 (0 skips it)")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw results/genfl.png from results/genfl.csv")
     args = ap.parse_args(argv)
+    if args.replot:
+        replot(results_dir() / f"{NAME}.csv", results_dir() / f"{NAME}.png")
+        return 0
 
     import torch
 
@@ -78,6 +134,7 @@ def main(argv=None) -> int:
     gen = FlowMatchingGenerator.train(split.server_images, split.server_labels, split.num_classes, gcfg)
     train_cpu, train_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     source = FlowMatchingSource(gen)
+    gen.save(".cache/genfl/benchmark-generator.pt")  # git-ignored; lets the grid be redrawn
     grid = source.generate(np.repeat(np.arange(10), 10), seed=0)
     out = results_dir()
     save_sample_grid(grid, out / "genfl_samples.png", rows=10,
@@ -136,13 +193,11 @@ def main(argv=None) -> int:
 
     # ---- tables
     labels_part = [_label(k, v) for k, v in partitions]
-    arms_order = ["real_only", "aigc_only", "genfl", "genfl_weighted", "genfl_blend"]
+    arms_order = ARMS_ORDER
     check_rounds = sorted({min(5, rounds), min(10, rounds), rounds})
 
     def acc(part, arm, rnd):
-        vals = [100 * r["test_acc"] for r in hist if r["arm"] == arm and r["round"] == rnd - 1
-                and (r["partition"] == part or arm == "aigc_only")]
-        return (float(np.mean(vals)), float(np.std(vals)), len(vals)) if vals else None
+        return _acc(hist, part, arm, rnd)
 
     table = []
     for part in labels_part:
@@ -162,33 +217,7 @@ def main(argv=None) -> int:
         summary_rows.append({"partition": part, "GenFL (%)": g[0], "real-only (%)": r[0],
                              "gain (points)": g[0] - r[0]})
 
-    # ---- plot
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(labels_part), figsize=(3.6 * len(labels_part), 3.2),
-                             sharey=True, squeeze=False)
-    for ax, part in zip(axes[0], labels_part, strict=True):
-        for arm in arms_order:
-            pts = [acc(part, arm, rnd) for rnd in range(1, rounds + 1)]
-            if pts[-1] is None:
-                continue
-            m = np.array([p[0] for p in pts])
-            s = np.array([p[1] for p in pts])
-            xs = np.arange(1, rounds + 1)
-            ax.plot(xs, m, label=arm)
-            ax.fill_between(xs, m - s, m + s, alpha=0.15)
-        ax.set_title(part, fontsize=9)
-        ax.set_xlabel("rounds completed")
-        ax.grid(alpha=0.3)
-        ax.set_ylim(0, 100)
-    axes[0][0].set_ylabel("test accuracy (%)")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(out / "genfl.png", dpi=110)
-    plt.close(fig)
+    plot_accuracy_panels(hist, labels_part, rounds, out / "genfl.png")
 
     q0, q1 = quality_rows
     cost = [

@@ -229,9 +229,10 @@ def save_sample_grid(images: np.ndarray, path: Path, rows: int = 10,
             img = (images[i].transpose(1, 2, 0) + 1) / 2
             ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
                       interpolation="nearest")
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.94 if title else 0.99,
+                        wspace=0.05, hspace=0.05)
     if title:
         fig.suptitle(title, fontsize=8)
-    fig.tight_layout(pad=0.1)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
