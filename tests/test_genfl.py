@@ -410,3 +410,15 @@ def test_generator_quality_above_chance(split):
                           test_labels=split.test_labels)
     assert q["referee_accuracy_on_samples"] > 0.8
     assert q["near_copy_fraction"] < 0.05
+
+
+def test_run_experiment_with_npz_source(split, tmp_path):
+    from ste_opt.learning_hooks.genfl.run import GenFLRunConfig, run_experiment
+
+    npz = ArraySource(split.server_images, split.server_labels, 10).save(tmp_path / "syn.npz")
+    cfg = GenFLRunConfig(source=f"npz:{npz}", arms=("genfl",), aggregation="weighted",
+                         topup="ratio", topup_ratio=0.2, fl=FLConfig(rounds=1, local_epochs=1))
+    summary = run_experiment(cfg, tmp_path / "run", quality=False, log=lambda *_: None)
+    assert summary["generator"]["backend"] == "array"
+    assert 0 < summary["synthetic_shipped"] <= 0.2 * 997 + 10
+    assert set(summary["final_accuracy"]) == {"genfl"}
