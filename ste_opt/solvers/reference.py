@@ -66,7 +66,10 @@ def scip(problem, time_limit: float = 300.0, gap: float = 1e-6, max_devices: int
                        ub=float(min(w_cap[m], problem.W_tot / _SCALE)))
         p = mdl.addVar(f"p{m}", lb=0.0, ub=float(problem.p_max[m]))
         T = mdl.addVar(f"T{m}", lb=float(t_floor[m]) * (1 - 1e-9), ub=float(problem.t_max[m]))
-        r = mdl.addVar(f"r{m}", lb=0.0)               # rate in Mbit/s (convex hypograph)
+        r_lo = float(beta * (problem.k_lo[m] + problem.c0) / problem.t_max[m])
+        r_hi = float(channel.rate_bps(w_cap[m] * _SCALE, problem.p_max[m], problem.gain[m],
+                                      problem.noise) / _SCALE)
+        r = mdl.addVar(f"r{m}", lb=r_lo * (1 - 1e-9), ub=r_hi * (1 + 1e-9))   # Mbit/s
         mdl.addCons(r * LN2 <= W * ps.log(1 + float(a[m]) * p / W))
         mdl.addCons(beta * (k + problem.c0) <= T * r)
         mdl.addCons(p * T <= float(problem.e_up[m]))

@@ -1,0 +1,56 @@
+"""``ste-opt bench ste``: run the STE solver sweep and print a summary table (optionally CSV)."""
+from __future__ import annotations
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace(",", " ").split()]
+
+
+def register(sub):
+    p = sub.add_parser("bench", help="benchmark the solvers on preset instances",
+                       description="Run every method on every (size, seed) of a preset and report "
+                                   "time, STE, bound and gap to the best bound of the instance.")
+    p.add_argument("problem", choices=["ste"], help="problem kind")
+    p.add_argument("--sizes", default="5,10,100", help="numbers of devices, e.g. 5,10,100,1000")
+    p.add_argument("--seeds", default="0,1,2", help="seeds, e.g. 0,1,2")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: global, alternating, alternating_exact, "
+                        "milp, scip); also milp_pyomo, brute or any registered name")
+    p.add_argument("--preset", default="st-sflora")
+    p.add_argument("--cap", dest="caps", action="append", metavar="METHOD=N",
+                   help="run METHOD only up to N devices (repeatable), e.g. --cap milp=100")
+    p.add_argument("-o", "--output", default=None, help="write the raw rows to this CSV file")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import csv
+
+    from .. import bench
+    from ._common import table
+
+    methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else bench.DEFAULT_METHODS
+    caps = {}
+    for item in args.caps or []:
+        k, _, v = item.partition("=")
+        caps[k.strip()] = int(v)
+
+    def progress(r):
+        msg = r["error"] or f"{r['status']:9s} STE {r['objective']:.6g}  {r['time_s']:.3g} s"
+        print(f"  M={r['n_devices']:<6d} seed={r['seed']:<3d} {r['method']:18s} {msg}", flush=True)
+
+    rows = bench.sweep(sizes=_ints(args.sizes), seeds=_ints(args.seeds), methods=methods,
+                       preset=args.preset, caps=caps, progress=progress)
+    summ = bench.summarize(rows)
+    print(table(summ, [("n_devices", "M", "d"), ("method", "method", "s"), ("runs", "runs", "d"),
+                       ("time_median_s", "time med (s)", ".3g"), ("ste_median", "STE med", ".6g"),
+                       ("gap_to_best_median", "gap med", ".2e"), ("gap_to_best_max", "gap max", ".2e"),
+                       ("time_vs_global_median", "x global", ".3g"), ("statuses", "status", "s")]))
+    if args.output:
+        keys = list(rows[0].keys()) if rows else []
+        with open(args.output, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+        print(f"wrote {len(rows)} rows to {args.output}")
+    return 0
