@@ -11,10 +11,14 @@ on that cluster, which is left running. Ray is imported only when this is called
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["map_ray"]
+__all__ = ["map_ray", "sweep_ray", "TIMING_FIELDS"]
+
+#: row fields that measure wall-clock time (they differ between any two runs, serial or not)
+TIMING_FIELDS = ("time_s", "time_vs_global")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -79,3 +83,38 @@ def map_ray(fn: Callable[[T], R], items: Iterable[T], *, num_cpus: int | None = 
     finally:
         if started:
             ray.shutdown()
+
+
+def _run_job(args: tuple) -> dict:
+    from .bench import run_instance
+
+    return run_instance(*args)
+
+
+def sweep_ray(*, num_cpus: int | None = None, address: str | None = None, cpus_per_task: float = 1.0,
+              progress=None, **sweep_kwargs: Any) -> list[dict]:
+    """:func:`ste_opt.bench.sweep` with the instances solved by Ray tasks.
+
+    Takes the keyword arguments of ``bench.sweep`` (``sizes``, ``seeds``, ``methods``, ``preset``,
+    ``caps``, ``options``, ``seeds_for``, ``max_seeds``, ``n_tokens``; ``runner`` must stay the
+    default). The sweep is first walked with a recording runner to list its jobs, the jobs run
+    through :func:`map_ray`, and the sweep is walked again replaying their rows in order, so the
+    cross-method fields (best bound, gap to the best bound) are computed by the same code as the
+    serial sweep. Rows equal the serial sweep's except :data:`TIMING_FIELDS` (jobs running side by
+    side share the CPUs: keep ``num_cpus`` at most the physical cores for meaningful times).
+    """
+    from . import bench
+
+    if "runner" in sweep_kwargs:
+        raise TypeError("sweep_ray runs bench.run_instance; do not pass runner=")
+    jobs: list[tuple] = []
+
+    def record(*args):
+        jobs.append(args)
+        return {"method": args[3], "bound": math.nan, "objective": math.nan, "error": "pending",
+                "check_ok": False, "time_s": math.nan}
+
+    bench.sweep(runner=record, **sweep_kwargs)
+    rows = map_ray(_run_job, jobs, num_cpus=num_cpus, address=address, cpus_per_task=cpus_per_task)
+    it = iter(rows)
+    return bench.sweep(runner=lambda *args: next(it), progress=progress, **sweep_kwargs)

@@ -155,6 +155,25 @@ def test_map_ray_is_an_ordered_map():
         map_ray(np.linalg.det, [np.ones((2, 3))])
 
 
+@pytest.mark.slow  # Ray start when run alone
+def test_sweep_ray_equals_serial_sweep():
+    pytest.importorskip("ray")
+    from ste_opt import bench
+    from ste_opt.sweep_ray import TIMING_FIELDS, sweep_ray
+
+    kw = dict(sizes=(5,), seeds=(0, 1), methods=("global", "alternating"))
+    serial = bench.sweep(**kw)
+    seen = []
+    fanned = sweep_ray(num_cpus=2, progress=seen.append, **kw)
+    assert len(fanned) == len(serial) == 4 and len(seen) == 4
+    for a, b in zip(fanned, serial):
+        assert not a["error"], a["error"]
+        assert set(a) == set(b)
+        for k in set(a) - set(TIMING_FIELDS):
+            both_nan = isinstance(a[k], float) and isinstance(b[k], float) and np.isnan(a[k]) and np.isnan(b[k])
+            assert both_nan or a[k] == b[k], (k, a[k], b[k])
+
+
 # ----------------------------------------------------------------------------- flower
 @pytest.fixture(scope="module")
 def frozen_ref(splits):
