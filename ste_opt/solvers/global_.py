@@ -19,7 +19,15 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import SolverError
-from .knapsack import BOUND_SLACK, interval_bound, knapsack_at, levels_of, polish, wmin_slope_table
+from .knapsack import (
+    BOUND_SLACK,
+    interval_bound,
+    knapsack_at,
+    levels_of,
+    min_straggler_time,
+    polish,
+    wmin_slope_table,
+)
 from .registry import register
 
 __all__ = ["global_bb", "tau_range"]
@@ -40,7 +48,7 @@ def tau_range(problem):
           "branch and bound on the straggler time with the greedy knapsack LP bound; certified gap <= tol",
           bound="bound")
 def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
-              n_init: int = 16, tangent: bool = True, cache_size: int = 4):
+              n_init: int = 6, tangent: bool = True, cache_size: int = 4):
     """Certified ε-optimal STE allocation.
 
     Parameters
@@ -80,7 +88,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             val = r.int_value / tau
             if val > best["value"]:
                 # its exact straggler time is at most tau: tighten the incumbent
-                t_act, _, _ = problem.min_straggler_time(r.tokens, rel_tol=1e-10)
+                t_act, _ = min_straggler_time(problem, r.tokens, rel_tol=1e-10)
                 if np.isfinite(t_act) and t_act <= tau:
                     val = r.int_value / t_act
                 best.update(value=val, tokens=r.tokens.copy(), tau=min(tau, t_act))

@@ -26,7 +26,7 @@ import numpy as np
 
 __all__ = ["log1p_root_newton", "wmin_table", "wmin_slope_table", "interval_bound", "KnapsackResult",
            "knapsack_at", "levels_of",
-           "polish", "BOUND_SLACK"]
+           "polish", "min_straggler_time", "knapsack_token_step", "BOUND_SLACK"]
 
 LN2 = float(np.log(2.0))
 _SAFETY = 2e-12
@@ -186,12 +186,42 @@ def _fill(W, F, kidx, lev, W_tot, valid, rounds):
     return kidx
 
 
+def min_straggler_time(problem, tokens, rel_tol: float = 1e-12):
+    """Least τ at which ``tokens`` fit (``Σ W_min(K, τ) ≤ W_tot``), by bisection with the Newton
+    W_min of this module (accurate up to the rate limit). Returns ``(tau, bandwidth)`` or
+    ``(inf, None)``."""
+    k = np.asarray(tokens, dtype=float)[:, None]
+
+    def need(tau):
+        return wmin_table(problem, tau, k)[:, 0]
+
+    hi = problem.tau_max
+    w_hi = need(hi)
+    if not np.sum(w_hi) <= problem.W_tot:
+        return np.inf, None
+    from .. import channel
+    lo = float(np.max(problem.tau_offset + problem.bits(k[:, 0]) / channel.rate_bps(
+        problem.W_tot, problem.p_max, problem.gain, problem.noise)))
+    lo = min(lo, hi)
+    for _ in range(200):
+        if hi - lo <= rel_tol * hi:
+            break
+        mid = 0.5 * (lo + hi)
+        w = need(mid)
+        if np.sum(w) <= problem.W_tot:
+            hi, w_hi = mid, w
+        else:
+            lo = mid
+    return hi, w_hi
+
+
 def polish(problem, tokens):
     """Exact allocation for integer ``tokens``: least straggler time, whole-window power, spare
     bandwidth handed out. Returns ``(bandwidth, power, tau)`` or ``None`` if they do not fit."""
-    tau, w, p = problem.min_straggler_time(tokens)
+    tau, w = min_straggler_time(problem, tokens)
     if not np.isfinite(tau):
         return None
+    p = problem.power_for(tau)
     total = float(np.sum(w))
     if total > problem.W_tot:
         return None
