@@ -396,8 +396,14 @@ class LocalBackend:
         return out
 
 
+#: Short backend names -> modules of :mod:`ste_opt.learning_hooks.backends`.
+BACKEND_MODULES = {"ray": "ray_backend", "flower": "flower_backend"}
+
+
 def get_backend(name: str = "local", **kwargs):
-    """``"local"`` or ``ste_opt.learning_hooks.backends.<name>.Backend(**kwargs)``."""
+    """``"local"``, ``"ray"``, ``"flower"`` (or a module name of
+    :mod:`ste_opt.learning_hooks.backends`, whose ``Backend(**kwargs)`` is built), or an object
+    implementing ``run_round``."""
     if name == "local":
         return LocalBackend()
     if not isinstance(name, str):
@@ -405,7 +411,7 @@ def get_backend(name: str = "local", **kwargs):
     import importlib
 
     try:
-        mod = importlib.import_module(f"ste_opt.learning_hooks.backends.{name}")
+        mod = importlib.import_module(f"ste_opt.learning_hooks.backends.{BACKEND_MODULES.get(name, name)}")
     except ImportError as exc:
         raise InvalidScenarioError(f"unknown backend {name!r}", field="backend") from exc
     return mod.Backend(**kwargs)

@@ -275,11 +275,30 @@ class SplitFedTrainer:
         results = self.backend.run_round(round_idx, plans, self.clients, self.server,
                                          self.client_global if not fed else self._fedlora_global(),
                                          self.server_global)
+        # clients a distributed backend lost mid-round: reported, and left out of the aggregation
+        failed = dict(getattr(self.backend, "last_failures", None) or {})
         self._aggregate(results, round_idx)
         acc, loss = self.evaluate()
         row = self._log_round(round_idx, ids, plans, results, acc, loss, time.perf_counter() - t_round)
+        row["failed_clients"] = ";".join(str(c) for c in sorted(failed))
+        for crow in self.client_rows:
+            if crow["round"] == round_idx and crow["client"] in failed:
+                crow["failed"] = True
+                crow["error"] = failed[crow["client"]]
         self.round_idx = round_idx
         return row
+
+    def close(self) -> None:
+        """Release the backend's resources (Ray actors, Flower engine); idempotent."""
+        close = getattr(self.backend, "close", None)
+        if callable(close):
+            close()
+
+    def __enter__(self) -> SplitFedTrainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _fedlora_global(self) -> dict[str, np.ndarray]:
         st = {f"client/{k}": v for k, v in self.client_global.items()}
