@@ -18,3 +18,8 @@ from .schedule import ClientPlan, Schedule, StaticSchedule
 
 __all__ = ["Aggregator", "FedAvg", "dirichlet_partition", "shard_partition", "sample_clients",
            "ClientPlan", "Schedule", "StaticSchedule"]
+
+# closed loop (issue 6): solver-driven schedules; importing it does not import torch
+from .solver_schedule import SolverSchedule  # noqa: E402
+
+__all__ += ["SolverSchedule"]
