@@ -87,7 +87,7 @@ COMBOS = list(itertools.product(["closed_form", "exact"], ["paper", "joint"], ["
 
 
 @pytest.mark.parametrize("token_step,resource_step,init", COMBOS)
-@settings(max_examples=12, **SETTINGS)
+@settings(max_examples=25, **SETTINGS)
 @given(problem=problems())
 def test_alternating_feasible_and_monotone(problem, token_step, resource_step, init):
     sol = solve(problem, "alternating", token_step=token_step, resource_step=resource_step, init=init)
@@ -109,7 +109,7 @@ def test_alternating_cvxpy_feasible_and_monotone(problem, token_step):
 
 # ---------------------------------------------------------------------------- baselines
 @pytest.mark.parametrize("method", BASELINES)
-@settings(max_examples=25, **SETTINGS)
+@settings(max_examples=40, **SETTINGS)
 @given(problem=problems(), data=st.data())
 def test_baselines_feasible_or_name_devices(problem, method, data):
     opts = {}
