@@ -345,3 +345,67 @@ def test_resource_model_accepts_user_constraints():
     capped_w = cp.Problem(prob.objective, prob.constraints + [prob.ste.bandwidth_mhz[0] <= cap])
     capped_w.solve()
     assert prob.ste.bandwidth_mhz.value[0] <= cap * (1 + 1e-5)
+
+
+# ---------------------------------------------------------------------------- independent model
+def _independent_evaluate(scen, active, k, w, p, denominator="round", compute_energy=False):
+    """The STE model written from the formulas alone (no ste_opt helpers)."""
+    n0 = 10 ** ((scen.noise_psd_dbm_hz - 30) / 10)
+    h = scen.path_gain * scen.fading
+    out = {}
+    rate = np.array([w[m] * math.log2(1 + p[m] * h[m] / (n0 * w[m])) if w[m] > 0 else 0.0
+                     for m in range(len(w))])
+    side = 32 if scen.bits < 32 else 0
+    bits = scen.batch * (k + scen.extra_tokens) * (scen.dim * scen.bits + side)
+    t0 = scen.batch * scen.client_flops / (scen.cpu_freq_hz * scen.cores * scen.flops_per_cycle)
+    e_f = scen.kappa * scen.batch * scen.client_flops / scen.flops_per_cycle * scen.cpu_freq_hz ** 2
+    tu = bits[active] / rate[active]
+    denom = tu + (t0[active] if denominator == "round" else 0.0)
+    F = np.cumsum(scen.retention, axis=1)
+    ret = np.array([F[m, k[m] - 1] for m in active])
+    out["objective"] = ret.sum() / denom.max()
+    out["energy"] = p[active] * tu + (e_f[active] if compute_energy else 0.0)
+    out["latency"] = t0[active] + tu
+    out["t_stand"] = np.minimum((scen.cell_radius_m - scen.distance_m) / scen.velocity_mps, scen.t_max_s)[active]
+    return out
+
+
+@pytest.mark.parametrize("denominator,compute_energy,bits", [("round", False, 32), ("uplink", True, 32),
+                                                              ("round", True, 8)])
+def test_evaluate_and_check_vs_independent_model(denominator, compute_energy, bits):
+    # on the preset the forward energy is 1.8-4 J (> E_max = 0.8 J): give room when it is counted
+    scen = make_scenario("st-sflora", n_devices=12, seed=7, bits=bits,
+                         energy_max_j=6.0 if compute_energy else 0.8)
+    pr = STEProblem(scen, denominator=denominator, include_compute_energy=compute_energy)
+    a = pr.active
+    rng = np.random.default_rng(1)
+    k = np.zeros(scen.n_devices, dtype=int)
+    w = np.zeros(scen.n_devices)
+    p = np.zeros(scen.n_devices)
+    k[a] = rng.integers(pr.k_lo, pr.N + 1)
+    w[a] = rng.dirichlet(np.ones(pr.M)) * pr.W_tot
+    p[a] = rng.uniform(0.05, 0.2, pr.M)
+    ref = _independent_evaluate(scen, a, k, w, p, denominator, compute_energy)
+    ev = pr.evaluate(k, w, p)
+    assert ev["objective"] == pytest.approx(ref["objective"], rel=1e-12)
+    np.testing.assert_allclose(ev["energy"][a], ref["energy"], rtol=1e-12)
+    np.testing.assert_allclose(ev["latency"][a], ref["latency"], rtol=1e-12)
+    np.testing.assert_allclose(pr.bits(k[a]), scen.payload_bits(k[a]), rtol=0)
+    assert pr.M >= 8
+    rep = pr.check(alloc(k, w, p, objective=ev["objective"]))
+    e_viol = max(float(np.max(ref["energy"] / scen.energy_max_j[a] - 1)), 0.0)
+    l_viol = max(float(np.max(ref["latency"] / ref["t_stand"] - 1)), 0.0)
+    assert rep.violations["energy"] == pytest.approx(e_viol, rel=1e-9, abs=1e-15)
+    assert rep.violations["latency"] == pytest.approx(l_viol, rel=1e-9, abs=1e-15)
+    assert rep.violations["bandwidth_budget"] <= 1e-12
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alternating_converges_within_five_iterations_on_the_preset(seed):
+    from ste_opt import solve
+
+    pr = STEProblem(make_scenario("st-sflora", n_devices=10, seed=seed))
+    sol = solve(pr, "alternating")
+    assert sol.info["converged"]
+    assert sol.iterations <= 5
+    assert pr.check(sol).ok
