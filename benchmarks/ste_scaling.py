@@ -61,7 +61,8 @@ def timing(sizes, repeats, seed=0):
                 try:
                     sol = solve(problem, method, **opts)
                 except InfeasibleError as exc:
-                    err = str(exc).split(":")[1].strip()[:90] if ":" in str(exc) else str(exc)[:90]
+                    err = str(exc).split(": ", 1)[-1]
+                    err = err if len(err) <= 140 else err[:137] + "..."
                     break
                 times.append(sol.time_s)
             row = dict(M=m, method=_label(method, opts), active=problem.M, excluded=len(problem.excluded),
