@@ -83,7 +83,7 @@ def _assert_monotone(history):
 
 
 # ---------------------------------------------------------------------------- alternating
-COMBOS = list(itertools.product(["closed_form", "exact"], ["paper", "joint"], ["equal", "joint"]))
+COMBOS = list(itertools.product(["closed_form", "exact", "knapsack"], ["paper", "joint"], ["equal", "joint"]))
 
 
 @pytest.mark.parametrize("token_step,resource_step,init", COMBOS)
