@@ -55,7 +55,7 @@ def part_b(quick: bool):
     rows = []
     for n_tok in ((49,) if quick else (49, 98)):
         rows += bench.sweep(sizes=(5,), seeds=(0,) if quick else (0, 1, 2), methods=("global", "scip"),
-                            n_tokens=n_tok, options={"scip": {"time_limit": 60.0 if quick else 120.0},
+                            n_tokens=n_tok, options={"scip": {"time_limit": 30.0 if quick else 60.0},
                                                      "global": {"tol": 1e-6}})
     out = []
     for n_tok in sorted({r["n_tokens"] for r in rows}):
@@ -160,10 +160,14 @@ def main(argv=None) -> int:
           "points: M=10,000 one seed, milp at M=100 one seed, scip one seed).\n",
           md_table(_fmt_rows(summ), cols, fmt),
           f"\n![time against M](results/{p1})  ![alternating gap](results/{p2})\n"]
+    line = []
     if gtimes[100]:
-        md.append(f"`global` at M=100: max {max(gtimes[100]):.3g} s over {len(gtimes[100])} seeds (target ≤ 1 s)")
+        line.append(f"`global` at M=100: at most {max(gtimes[100]):.3g} s over {len(gtimes[100])} seeds "
+                    "(target ≤ 1 s)")
     if gtimes.get(10000):
-        md.append(f"; at M=10,000: {max(gtimes[10000]):.3g} s (target ≤ 20 s).\n")
+        line.append(f"at M=10,000: {max(gtimes[10000]):.3g} s (target ≤ 20 s)")
+    if line:
+        md.append("; ".join(line) + ".\n")
     md += ["\n**B. SCIP against `global`** on M = 5 with the first N' patch tokens (k_min = N'/3), where "
            "SCIP can finish (with all 196 tokens SCIP stops at its time limit with a gap of a few %, "
            "see part A). `global` with tol=1e-6.\n",

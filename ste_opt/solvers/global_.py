@@ -88,7 +88,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             val = r.int_value / tau
             if val > best["value"]:
                 # its exact straggler time is at most tau: tighten the incumbent
-                t_act, _ = min_straggler_time(problem, r.tokens, rel_tol=1e-10)
+                t_act, _ = min_straggler_time(problem, r.tokens, rel_tol=1e-9, tau_hi=tau)
                 if np.isfinite(t_act) and t_act <= tau:
                     val = r.int_value / t_act
                 best.update(value=val, tokens=r.tokens.copy(), tau=min(tau, t_act))
@@ -104,7 +104,8 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             return -np.inf
         if not tangent:
             return r.lp_value / a
-        ub = interval_bound(F_tab, r.W, D, a, b, problem.W_tot, r.threshold)
+        ub = interval_bound(F_tab, r.W, D, a, b, problem.W_tot, r.threshold,
+                            target=best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK))
         return min(ub, r.lp_value / a)
 
     # seed: all k_lo at τ_lo (fits by construction)

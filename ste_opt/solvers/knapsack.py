@@ -186,7 +186,7 @@ def _fill(W, F, kidx, lev, W_tot, valid, rounds):
     return kidx
 
 
-def min_straggler_time(problem, tokens, rel_tol: float = 1e-12):
+def min_straggler_time(problem, tokens, rel_tol: float = 1e-12, tau_hi: float | None = None):
     """Least τ at which ``tokens`` fit (``Σ W_min(K, τ) ≤ W_tot``), by bisection with the Newton
     W_min of this module (accurate up to the rate limit). Returns ``(tau, bandwidth)`` or
     ``(inf, None)``."""
@@ -195,7 +195,7 @@ def min_straggler_time(problem, tokens, rel_tol: float = 1e-12):
     def need(tau):
         return wmin_table(problem, tau, k)[:, 0]
 
-    hi = problem.tau_max
+    hi = problem.tau_max if tau_hi is None else min(float(tau_hi), problem.tau_max)
     w_hi = need(hi)
     if not np.sum(w_hi) <= problem.W_tot:
         return np.inf, None
@@ -203,6 +203,32 @@ def min_straggler_time(problem, tokens, rel_tol: float = 1e-12):
     lo = float(np.max(problem.tau_offset + problem.bits(k[:, 0]) / channel.rate_bps(
         problem.W_tot, problem.p_max, problem.gain, problem.noise)))
     lo = min(lo, hi)
+    # Newton on g(τ) = Σ W_min(τ) - W_tot (convex, non-increasing): one step from the feasible
+    # side lands left of the root, then the iterates increase monotonically to it
+    x = hi
+    for _ in range(30):
+        w = need(x)
+        g = float(np.sum(w)) - problem.W_tot
+        if not np.isfinite(g):
+            break
+        d = float(np.sum(wmin_slope_table(problem, x, w[:, None])))
+        if d >= 0:
+            break
+        step = -g / d
+        x_new = max(x + step, lo)
+        if abs(x_new - x) <= 1e-13 * x:
+            x = x_new
+            break
+        x = x_new
+    for bump in (1e-13, 1e-12, 1e-10, 1e-8):
+        t = min(x * (1 + bump), hi)
+        w = need(t)
+        if np.sum(w) <= problem.W_tot:
+            # x is (up to rounding) left of the root: bracket [x, t]; if x were feasible the
+            # bisection below only returns a τ at most ~1e-13 above the least one
+            lo = min(max(lo, x * (1 - 1e-13)), t)
+            hi, w_hi = t, w
+            break
     for _ in range(200):
         if hi - lo <= rel_tol * hi:
             break
@@ -266,7 +292,7 @@ def _phi(F, C, lam, W_tot):
 
 
 def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, iters: int = 30,
-                   lam_rtol: float = 1e-7):
+                   lam_rtol: float = 1e-6, target: float = -np.inf):
     """Upper bound on the STE of every allocation with straggler time in ``[a, b]``.
 
     On the interval ``W_min(K, τ) ≥ Wb + (b - τ)|Db|`` (tangent at b); for any λ ≥ 0 the Lagrangian
@@ -275,29 +301,44 @@ def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, ite
     ``UB = min_λ max(Φ(λ, b)/b, Φ(λ, a)/a)``. The minimization over λ (convex) is by bisection
     on a subgradient, started at ``lam0`` (the LP multiplier at b); every λ gives a valid bound.
     ``F``, ``Wb``, ``Db`` are (M, L) tables; levels with ``F = -inf`` or ``Wb = inf`` are excluded.
+    The search stops early once the bound is ``<= target`` (the interval can be pruned).
     """
     valid = np.isfinite(F) & np.isfinite(Wb)
     F = np.where(valid, F, -np.inf)
     Wb = np.where(valid, Wb, 0.0)
     Ca = Wb + (b - a) * np.abs(np.where(valid, Db, 0.0))
 
+    C2 = np.stack([Wb, Ca]).reshape(2 * F.shape[0], -1)    # costs at b (first M rows), at a
+    F2 = np.concatenate([F, F])
+    M = F.shape[0]
+    offs = np.arange(2 * M) * C2.shape[1]
+    ends = np.array([b, a])
+
     def h(lam):
-        pb_, gb = _phi(F, Wb, lam, W_tot)
-        pa_, ga = _phi(F, Ca, lam, W_tot)
-        vb, va = pb_ / b, pa_ / a
-        return (vb, gb / b) if vb >= va else (va, ga / a)
+        V = F2 - lam * C2
+        idx = offs + V.argmax(axis=1)
+        v = V.ravel()[idx]
+        c = C2.ravel()[idx]
+        phi = lam * W_tot + np.array([v[:M].sum(), v[M:].sum()])
+        sub = W_tot - np.array([c[:M].sum(), c[M:].sum()])
+        vals = phi / ends
+        i = 0 if vals[0] >= vals[1] else 1
+        return float(vals[i]), float(sub[i] / ends[i]), i
 
     lam = max(float(lam0), 0.0)
-    best, g = h(lam)
-    if g == 0:
+    best, g, side = h(lam)
+    # lam0 minimizes Φ(·, b) (the LP multiplier at b): if that end is the larger one, it is optimal
+    if side == 0 or g == 0 or best <= target:
         return best
     # bracket the minimizer by stepping in the descent direction
     lo, hi = (lam, None) if g < 0 else (None, lam)
-    step = max(lam, 1e-30)
+    step = lam if lam > 0 else float(np.max(np.where(valid, F, 0.0))) / W_tot + 1e-300
     for _ in range(60):
         cand = lam + step if g < 0 else max(lam - step, 0.0)
-        v, gc = h(cand)
+        v, gc, _ = h(cand)
         best = min(best, v)
+        if best <= target:
+            return best
         if g < 0:
             if gc >= 0:
                 hi = cand
@@ -313,8 +354,10 @@ def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, ite
         return best
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        v, gm = h(mid)
+        v, gm, _ = h(mid)
         best = min(best, v)
+        if best <= target:
+            return best
         if gm < 0:
             lo = mid
         elif gm > 0:

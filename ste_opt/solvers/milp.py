@@ -236,7 +236,8 @@ def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 
                                 info={"milp_solves": solves, "backend": backend, "level_step": int(level_step),
                                       "tau_grid_s": (lo, hi)})
     sol.history = [sol.objective]
-    sol.set_bound(max(bound, sol.objective) * (1 + BOUND_SLACK), sense="max")
+    bound = max(bound, sol.objective) * (1 + BOUND_SLACK)
+    sol.set_bound(bound if np.isfinite(bound) else None, sense="max")
     if sol.status == "optimal" and sol.gap is not None and sol.gap > mip_gap:
         sol.status = "feasible"
     return sol
