@@ -65,8 +65,15 @@ def fixed_tokens(problem, tokens: int = 64):
     kk = np.full(problem.M, k)
     out = run_alternating(problem, max_iter=1, resource_step="joint", tokens_fixed=kk)
     if out is None:
-        tau, w, _ = problem.min_straggler_time(kk)
-        need = float(np.sum(problem.w_min(kk, problem.tau_max)))
+        need_each = problem.w_min(kk, problem.tau_max)
+        need = float(np.sum(need_each))
+        alone = ~(need_each <= problem.W_tot)          # cannot send K even with all the bandwidth
+        if alone.any():
+            d = list(map(int, problem.active[alone]))
+            raise InfeasibleError(
+                f"fixed_tokens: K = {k} cannot be sent within the window of {len(d)} device(s) even "
+                f"with all {problem.W_tot / 1e6:.6g} MHz: {', '.join(map(str, d))}",
+                devices=d, deficit={"bandwidth_hz": need - problem.W_tot})
         raise InfeasibleError(
             f"fixed_tokens: K = {k} for every device needs {need / 1e6:.6g} MHz even with the longest "
             f"windows; the budget is {problem.W_tot / 1e6:.6g} MHz",
