@@ -285,3 +285,21 @@ def test_solution_set_bound_and_success():
     s.set_bound(None)
     assert s.gap is None
     assert not Solution(status="infeasible", objective=float("nan")).success
+
+
+def test_all_tokens_infeasible_names_the_devices_that_cannot_send_them():
+    seen = 0
+    for seed in range(20):
+        pr = STEProblem(make_scenario("st-sflora", n_devices=10, seed=seed))
+        try:
+            solve(pr, "all_tokens")
+            continue
+        except InfeasibleError as exc:
+            err = exc
+        seen += 1
+        need = pr.w_min(np.full(pr.M, pr.N), pr.tau_max)
+        alone = ~(need <= pr.W_tot)
+        expected = pr.active[alone] if alone.any() else pr.active
+        assert err.devices == [int(d) for d in expected]
+        assert err.deficit["bandwidth_hz"] == pytest.approx(float(np.sum(need)) - pr.W_tot)
+    assert seen > 0
