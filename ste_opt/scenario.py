@@ -94,7 +94,7 @@ class Scenario:
     extra_tokens: int = 2
     k_min: int = 64
     client_flops: float = 17.6e9
-    flops_per_cycle: float = 256.0
+    flops_per_cycle: float = 64.0
     kappa: float = 1e-28
     device_ids: np.ndarray | None = None
     preset_name: str = "custom"
