@@ -124,7 +124,8 @@ def knapsack_at(problem, tau: float, levels=None, fill_rounds: int = 30) -> Knap
     F0 = float(np.sum(F[rows, base]))
     j = np.arange(len(lev) - 1)
     above = j[None, :] >= base[:, None]                     # increment j: lev[j] -> lev[j+1]
-    dW = W[:, 1:] - W[:, :-1]
+    with np.errstate(invalid="ignore"):                      # inf - inf above the last finite level
+        dW = W[:, 1:] - W[:, :-1]
     dF = F[:, 1:] - F[:, :-1]
     valid = above & np.isfinite(W[:, 1:]) & (dF > 0)
     idx = np.flatnonzero(valid)
