@@ -47,8 +47,11 @@ def log1p_root(c):
     """Positive root ``x`` of ``ln(1 + x) = c x`` for ``0 < c < 1`` (closed form, Lambert W).
 
     With ``y = 1 + x`` the equation is ``-c y e^{-c y} = -c e^{-c}``, so
-    ``y = -W_{-1}(-c e^{-c}) / c``. Returns ``inf`` for ``c <= 0`` and ``nan`` for ``c >= 1``
-    (no positive root). One Newton step on ``ln(1+x) - c x`` polishes the result.
+    ``y = -W_{-1}(-c e^{-c}) / c``. Near ``c = 1`` the argument approaches the branch point
+    ``-1/e`` where W loses precision; there (``c > 0.999``) the start is the series
+    ``x ≈ 2 (1 - c) / c`` instead. Safeguarded Newton steps on ``g(x) = ln(1+x) - c x`` (positive
+    below the root, negative above) polish both, and any entry whose residual stays large falls back
+    to :func:`log1p_root_bisect`. Returns ``inf`` for ``c <= 0`` and ``nan`` for ``c >= 1``.
     """
     c = np.asarray(c, dtype=float)
     out = np.full(c.shape, np.nan)
@@ -56,16 +59,25 @@ def log1p_root(c):
     ok = (c > 0) & (c < 1)
     if np.any(ok):
         cc = c[ok]
-        # For tiny c, -c e^{-c} underflows toward 0 and W_{-1} handles it; near c=1 it nears -1/e.
-        y = -np.real(lambertw(-cc * np.exp(-cc), k=-1)) / cc
-        x = y - 1.0
-        # Newton polish: g(x) = ln(1+x) - c x, g'(x) = 1/(1+x) - c (negative at the root)
-        for _ in range(2):
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = -np.real(lambertw(-cc * np.exp(-cc), k=-1)) / cc
+        near = cc > 0.999
+        # ln(1+x)/x = 1 - x/2 + x^2/3 - ...; solving c = 1 - x/2 + x^2/3 for the small root gives
+        # x = 0.75 (1 - sqrt(1 - 16 d / 3)) with d = 1 - c (valid for d < 3/16)
+        d = 1.0 - cc
+        series = 0.75 * (1.0 - np.sqrt(np.maximum(1.0 - 16.0 * d / 3.0, 0.0)))
+        series = np.where(series > 0, series, 2.0 * d / cc)
+        x = np.where(near | ~np.isfinite(y), series, y - 1.0)
+        for _ in range(6):
             g = np.log1p(x) - cc * x
             dg = 1.0 / (1.0 + x) - cc
-            step = np.where(np.abs(dg) > 0, g / dg, 0.0)
-            x_new = x - step
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x_new = x - g / dg
             x = np.where(np.isfinite(x_new) & (x_new > 0), x_new, x)
+        resid = np.abs(np.log1p(x) - cc * x) / np.maximum(cc * x, 1e-300)
+        bad = ~(resid <= 1e-10)
+        if np.any(bad):
+            x[bad] = log1p_root_bisect(cc[bad])
         out[ok] = x
     return out if out.ndim else float(out)
 

@@ -168,3 +168,21 @@ def test_energy_limit_power_vs_brentq(bits, bw, gain, energy):
     assert p_bis == pytest.approx(p_ref, rel=1e-8)
     # the returned power respects the budget (it is rounded down)
     assert e_minus_budget(p_closed) <= 1e-12 * energy
+
+
+def test_log1p_root_near_branch_point_regression():
+    """Near c = 1 the Lambert-W argument approaches -1/e; the root must stay exact there
+    (a rate within 0.005 % of the rate limit once gave a bandwidth reaching only 93 % of it)."""
+    import numpy as np
+
+    from ste_opt import channel
+
+    cs = np.array([0.99, 0.999, 0.9999, 0.99996, 0.999999, 1 - 1e-9])
+    x = channel.log1p_root(cs)
+    assert np.all(np.abs(np.log1p(x) - cs * x) <= 1e-12 * cs * x)
+    assert np.allclose(x, 2 * (1 - cs), rtol=1e-3)
+    h, n0, p = 1e-10, 4e-21, 0.2
+    lim = channel.rate_limit_bps(p, h, n0)
+    for frac in (1 - 1e-3, 1 - 5e-5, 1 - 1e-7):
+        w = channel.min_bandwidth_hz(lim * frac, p, h, n0)
+        assert channel.rate_bps(w, p, h, n0) >= lim * frac * (1 - 1e-12)
