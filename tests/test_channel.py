@@ -180,7 +180,7 @@ def test_log1p_root_near_branch_point_regression():
     cs = np.array([0.99, 0.999, 0.9999, 0.99996, 0.999999, 1 - 1e-9])
     x = channel.log1p_root(cs)
     assert np.all(np.abs(np.log1p(x) - cs * x) <= 1e-12 * cs * x)
-    assert np.allclose(x, 2 * (1 - cs), rtol=1e-3)
+    assert np.allclose(x[2:], 2 * (1 - cs[2:]), rtol=1e-3)  # first-order series, c >= 0.9999
     h, n0, p = 1e-10, 4e-21, 0.2
     lim = channel.rate_limit_bps(p, h, n0)
     for frac in (1 - 1e-3, 1 - 5e-5, 1 - 1e-7):
