@@ -19,6 +19,11 @@ def register(sub):
     p.add_argument("--preset", default="st-sflora")
     p.add_argument("--cap", dest="caps", action="append", metavar="METHOD=N",
                    help="run METHOD only up to N devices (repeatable), e.g. --cap milp=100")
+    p.add_argument("--backend", choices=["serial", "ray"], default="serial",
+                   help="run the instances one after another, or fan them out over Ray workers")
+    p.add_argument("--ray-address", default=None,
+                   help="join an existing Ray cluster (default: a private one on 127.0.0.1)")
+    p.add_argument("--workers", type=int, default=None, help="Ray CPUs to use (default: all)")
     p.add_argument("-o", "--output", default=None, help="write the raw rows to this CSV file")
     p.set_defaults(func=run)
 
@@ -39,8 +44,14 @@ def run(args) -> int:
         msg = r["error"] or f"{r['status']:9s} STE {r['objective']:.6g}  {r['time_s']:.3g} s"
         print(f"  M={r['n_devices']:<6d} seed={r['seed']:<3d} {r['method']:18s} {msg}", flush=True)
 
-    rows = bench.sweep(sizes=_ints(args.sizes), seeds=_ints(args.seeds), methods=methods,
-                       preset=args.preset, caps=caps, progress=progress)
+    kw = dict(sizes=_ints(args.sizes), seeds=_ints(args.seeds), methods=methods,
+              preset=args.preset, caps=caps)
+    if args.backend == "ray":
+        from ..sweep_ray import sweep_ray
+
+        rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
+    else:
+        rows = bench.sweep(progress=progress, **kw)
     summ = bench.summarize(rows)
     print(table(summ, [("n_devices", "M", "d"), ("method", "method", "s"), ("runs", "runs", "d"),
                        ("time_median_s", "time med (s)", ".3g"), ("ste_median", "STE med", ".6g"),
