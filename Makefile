@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 CONSTRAINTS := constraints.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint clean venv
+.PHONY: demo test test-fast bench lint clean venv
 
 venv: $(STAMP)
 
@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(VENV)/bin/ste-opt demo
 
+# the whole suite (about 2 minutes on 2 cores, including the Ray/Flower engine tests marked slow)
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
-
-test-all: $(STAMP)
 	$(PY) -m pytest -q
+
+# skip the tests marked slow (about 45 s)
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
