@@ -20,7 +20,8 @@ __all__ = [
 
 try:  # the SFLAM problem is optional until its module exists
     from .problems.sflam import SFLAMProblem, pareto  # noqa: F401
-    __all__ += ["SFLAMProblem", "pareto"]
+    from .scenario_sflam import SFLAMScenario  # noqa: F401
+    __all__ += ["SFLAMProblem", "SFLAMScenario", "pareto"]
 except ModuleNotFoundError as _exc:  # pragma: no cover
     if _exc.name not in ("ste_opt.problems.sflam",):
         raise

@@ -109,7 +109,10 @@ class Solution:
 
     def to_frame(self):
         """Per-device table as a pandas DataFrame (requires pandas)."""
-        import pandas as pd  # optional dependency
+        try:
+            import pandas as pd  # optional dependency
+        except ImportError as exc:
+            raise ImportError("Solution.to_frame needs pandas: pip install pandas") from exc
 
         cols = {n: getattr(self, n) for n in _ARRAYS if getattr(self, n) is not None}
         frame = pd.DataFrame(cols)
