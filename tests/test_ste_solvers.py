@@ -303,21 +303,3 @@ def test_all_tokens_infeasible_names_the_devices_that_cannot_send_them():
         assert err.devices == [int(d) for d in expected]
         assert err.deficit["bandwidth_hz"] == pytest.approx(float(np.sum(need)) - pr.W_tot)
     assert seen > 0
-
-
-@pytest.mark.parametrize("n_devices", [10, 100])
-def test_equal_split_start_is_feasible_water_filling(n_devices):
-    """The paper's equal split, water-filled: every device gets at least its K_min need, the
-    budget is used, and devices above their need share equally (exactly W_tot/M when all fit)."""
-    from ste_opt.solvers.alternating import equal_split
-
-    problem = STEProblem(Scenario.preset("st-sflora", n_devices=n_devices, seed=0))
-    w = equal_split(problem)
-    assert np.all(w >= problem.w_need_min)
-    assert np.sum(w) <= problem.W_tot
-    assert np.sum(w) == pytest.approx(problem.W_tot, rel=1e-9)
-    above = w > problem.w_need_min * (1 + 1e-6)
-    assert above.any()
-    assert np.ptp(w[above]) <= 1e-9 * problem.W_tot
-    if np.all(problem.w_need_min <= problem.W_tot / problem.M):
-        assert np.allclose(w, problem.W_tot / problem.M, rtol=1e-9)

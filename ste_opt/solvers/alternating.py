@@ -101,26 +101,6 @@ def cvxpy_resource_step(problem, k, solver: str | None = None):
     return None
 
 
-def equal_split(problem) -> np.ndarray:
-    """The paper's equal bandwidth split, made feasible: every admitted device gets the common share
-    ``c`` or, if it needs more to send K_min within its window (at its best power), that need;
-    ``c`` solves ``Σ max(need_m, c) = W_tot`` (water-filling, exact by sorting). Equals
-    ``W_tot / M`` when every device fits in it."""
-    need = problem.w_need_min * (1 + 1e-9)
-    total = problem.W_tot * (1 - 1e-12)
-    order = np.sort(need)[::-1]
-    M = problem.M
-    # with the j largest needs served at their need, the rest share what is left equally
-    served = np.r_[0.0, np.cumsum(order)]
-    for j in range(M + 1):
-        if j == M:
-            return need.copy()
-        c = (total - served[j]) / (M - j)
-        if c >= order[j]:
-            return np.maximum(need, c)
-    return need.copy()  # pragma: no cover
-
-
 def _power_step(problem, k, w, bisect=True):
     p_bar = channel.max_energy_power_w(problem.bits(k), w, problem.gain, problem.noise,
                                        problem.e_up, bisect=bisect)
@@ -243,7 +223,7 @@ def run_alternating(problem, *, max_iter: int = 20, token_step: str = "closed_fo
             if w is None:
                 return None
     else:
-        w0 = equal_split(problem)
+        w0 = np.full(M, problem.W_tot / M * (1 - 1e-12))
         p0 = _power_step(problem, k, w0)
         if init == "equal" and _feasible(problem, k, w0, p0):
             w, p = w0, p0
@@ -323,9 +303,8 @@ def alternating(problem, max_iter: int = 20, token_step: str = "closed_form",
         Power-then-bandwidth blocks (paper), the exact joint step for fixed tokens, or the convex
         program of :meth:`STEProblem.resource_model`.
     init : {"equal", "joint"}
-        Start from the paper's equal bandwidth split (power from the energy limit; devices that need
-        more than the equal share at K_min get their need and the others share the rest equally,
-        see :func:`equal_split`) or from the exact joint resource step at K_min.
+        Start from the paper's equal bandwidth split (power from the energy limit; used when it is
+        feasible at K_min) or from the exact joint resource step at K_min.
     """
     if init not in ("equal", "joint"):
         raise SolverError(f"init must be 'equal' or 'joint', got {init!r}")
