@@ -422,3 +422,24 @@ def test_run_experiment_with_npz_source(split, tmp_path):
     assert summary["generator"]["backend"] == "array"
     assert 0 < summary["synthetic_shipped"] <= 0.2 * 997 + 10
     assert set(summary["final_accuracy"]) == {"genfl"}
+
+
+def test_run_experiment_writes_history_as_it_goes(split, tmp_path):
+    """history.csv holds every finished round of every arm while the run is still going."""
+    import csv
+
+    from ste_opt.learning_hooks.genfl.run import GenFLRunConfig, run_experiment
+
+    npz = ArraySource(split.server_images, split.server_labels, 10).save(tmp_path / "syn.npz")
+    cfg = GenFLRunConfig(source=f"npz:{npz}", arms=("real_only", "genfl"), topup="ratio",
+                         topup_ratio=0.2, fl=FLConfig(rounds=2, local_epochs=1))
+    seen = []
+
+    def log(msg: str) -> None:  # called after each arm finishes
+        path = tmp_path / "run" / "history.csv"
+        if msg.startswith(("real_only:", "genfl:")):
+            with path.open() as fh:
+                seen.append([r["arm"] for r in csv.DictReader(fh)])
+
+    run_experiment(cfg, tmp_path / "run", quality=False, log=log)
+    assert seen == [["real_only"] * 2, ["real_only"] * 2 + ["genfl"] * 2]

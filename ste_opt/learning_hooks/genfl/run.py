@@ -153,8 +153,9 @@ def make_clients(cfg: GenFLRunConfig, split: GenFLSplit) -> list[GenFLClient]:
 
 
 def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
-             log=print) -> tuple[list[dict], dict]:
-    """Run the configured arms; returns ``(history rows, extra info)``."""
+             log=print, on_round=None) -> tuple[list[dict], dict]:
+    """Run the configured arms; returns ``(history rows, extra info)``. ``on_round(row)`` is called
+    after every round of every arm (the run folder uses it to write history.csv as it goes)."""
     rows: list[dict] = []
     extra: dict = {}
     clients = make_clients(cfg, split)
@@ -169,12 +170,12 @@ def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
         if arm == "real_only":
             arm_clients = [GenFLClient(c.client_id, c.images, c.labels, c.num_classes) for c in clients]
             r, _ = run_federated(arm_clients, split.test_images, split.test_labels, cfg.fl,
-                                 make_aggregator("fedavg"), seed=cfg.seed, arm=arm)
+                                 make_aggregator("fedavg"), seed=cfg.seed, arm=arm, on_round=on_round)
         elif arm == "aigc_only":
             aigc_fl = FLConfig(**{**asdict(cfg.fl), "clients_per_round": None})
             server_client = GenFLClient(0, s0[0], s0[1], split.num_classes)
             r, _ = run_federated([server_client], split.test_images, split.test_labels, aigc_fl,
-                                 make_aggregator("fedavg"), seed=cfg.seed, arm=arm)
+                                 make_aggregator("fedavg"), seed=cfg.seed, arm=arm, on_round=on_round)
             for row in r:  # these images are synthetic, not real
                 row["synthetic_examples"], row["real_examples"] = row["real_examples"], 0
         else:
@@ -188,7 +189,7 @@ def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
             agg = make_aggregator(cfg.aggregation, gamma=cfg.gamma, lambda0=cfg.lambda0,
                                   decay=cfg.decay)
             r, _ = run_federated(arm_clients, split.test_images, split.test_labels, cfg.fl, agg,
-                                 seed=cfg.seed, arm=arm, server_synthetic=s0)
+                                 seed=cfg.seed, arm=arm, server_synthetic=s0, on_round=on_round)
         extra[f"{arm}_seconds"] = time.perf_counter() - t0
         log(f"{arm}: final test accuracy {r[-1]['test_acc']:.4f} after {len(r)} rounds "
             f"({extra[f'{arm}_seconds']:.1f} s)")
@@ -297,7 +298,13 @@ def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = 
                 f"FD {q['fd']:.2f} (real floor {q['fd_floor_real']:.2f}), NN median "
                 f"{q['nn_median_synthetic']:.2f} vs test {q['nn_median_test']:.2f}, near copies "
                 f"{100 * q['near_copy_fraction']:.1f} %")
-    rows, extra = run_arms(cfg, split, pool, log)
+    done: list[dict] = []
+
+    def keep(row: dict) -> None:  # history.csv is rewritten after every round: nothing is lost
+        done.append(dict(row))
+        write_history(done, out / "history.csv")
+
+    rows, extra = run_arms(cfg, split, pool, log, on_round=keep)
     summary.update(extra)
     summary["final_accuracy"] = {arm: [r for r in rows if r["arm"] == arm][-1]["test_acc"]
                                  for arm in cfg.arms}
