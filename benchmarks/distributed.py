@@ -117,7 +117,7 @@ def main(argv=None) -> int:
 
     started = init_local_ray(2)  # one private loopback instance for every Ray row
     echo = []
-    for nbytes in (1 << 10, 1 << 14, 1 << 17, 1 << 20):
+    for nbytes in (1 << 10, 1 << 14, 1 << 17, 1 << 18, 1 << 19, 1 << 20, 1 << 22):
         echo.append({"payload_bytes": nbytes,
                      "ray_exchange_ms": 1e3 * exchange_overhead_s(nbytes, n=60 if args.quick else 300)})
         print(echo[-1], flush=True)
@@ -155,17 +155,18 @@ def main(argv=None) -> int:
            "max_abs_diff_vs_local": ".1e", "first_round_s": ".2f"}
     cmd = "python -m benchmarks.distributed" + (" --quick" if args.quick else "")
     md = [f"## Distributed backends (`{cmd}`)", "",
-          f"{machine_line()} Other developers' jobs shared the 2 cores during the run, so absolute "
-          "times are pessimistic; Flower's floors are fixed poll intervals (0.1 s per message in the "
-          "simulation engine) that load does not change.", "",
+          f"{machine_line()} Times depend on the load of the machine (the numbers committed here "
+          "were measured with nothing else running); Flower's floors are fixed poll intervals "
+          "(0.1 s per message in the simulation engine) that load does not change.", "",
           f"Split ViT (embed 48, depth 4, cut 2), digits 16x16, {n_clients} clients x {args.steps} "
           f"local steps of 16 samples = {exchanges} batch exchanges per round; median of {rounds} "
           f"round(s) after {args.warmup} warm-up round(s); time of `backend.run_round` only. "
           "`workers` = Ray client-worker actors (Flower: ClientApp actors). "
-          "`overhead_ms_per_exchange` = (round time - local round time) / exchanges; on an "
-          "oversubscribed machine it comes out negative, because a backend with more processes "
-          "gets a larger share of the busy CPUs than the single local process: read the Ray "
-          "transport table below for the overhead itself. "
+          "`overhead_ms_per_exchange` = (round time - local round time) / exchanges (on an "
+          "oversubscribed machine it can come out negative, because a backend with more processes "
+          "gets a larger share of the busy CPUs than the single local process; the Ray transport "
+          "table below isolates the transport itself). Payloads up to 1 MiB pass inline in Ray's "
+          "gRPC calls (`init_local_ray` sets `max_direct_call_object_size`). "
           "`max_abs_diff_vs_local`: final adapters against `local` (0 = bitwise equal).", "",
           md_table(rows, cols, fmt), "",
           "Ray transport alone (`exchange_overhead_s`: the backend's three actor calls per batch "
