@@ -8,13 +8,13 @@ Presets are registered builders: ``Scenario.preset("st-sflora", n_devices=10, se
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import channel, semantics
+from ._scenario_base import ScenarioBase
 from .errors import InvalidScenarioError
 from .payload import SIDE_BITS_PER_TOKEN, payload_bits
 from .units import noise_psd_w_per_hz
@@ -45,7 +45,7 @@ _DEVICE_FIELDS = ("distance_m", "path_gain", "fading", "p_max_w", "cpu_freq_hz",
 
 
 @dataclass(frozen=True, eq=False)
-class Scenario:
+class Scenario(ScenarioBase):
     """One round of the ST-SFLora system: M active devices sharing an orthogonal uplink.
 
     Per-device arrays, shape (M,)
@@ -102,51 +102,23 @@ class Scenario:
     meta: dict = field(default_factory=dict)
 
     kind = "ste"
+    DEVICE_FIELDS = _DEVICE_FIELDS
+    REQUIRED_FIELDS = (*_DEVICE_FIELDS, "retention")
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self):
-        m = None
-        for name in _DEVICE_FIELDS:
-            arr = np.atleast_1d(np.asarray(getattr(self, name), dtype=float))
-            if arr.ndim != 1:
-                raise InvalidScenarioError(f"{name} must be 1-D, got shape {arr.shape}", field=name)
-            if m is None:
-                m = arr.shape[0]
-            elif arr.shape[0] != m:
-                raise InvalidScenarioError(
-                    f"{name} has {arr.shape[0]} entries but distance_m has {m}: "
-                    "per-device arrays must have the same length", field=name)
-            object.__setattr__(self, name, arr)
-        ids = np.arange(m) if self.device_ids is None else np.asarray(self.device_ids, dtype=int)
-        if ids.shape != (m,):
-            raise InvalidScenarioError(f"device_ids must have {m} entries", field="device_ids")
-        object.__setattr__(self, "device_ids", ids)
-        self._check_positive("distance_m", strict=True)
-        self._check_positive("path_gain", strict=True)
-        self._check_positive("fading", strict=True)
-        self._check_positive("p_max_w", strict=True)
-        self._check_positive("cpu_freq_hz", strict=True)
-        self._check_positive("cores", strict=True)
-        self._check_positive("velocity_mps", strict=False)
-        self._check_positive("energy_max_j", strict=True)
-        for name in ("bandwidth_hz", "t_max_s", "cell_radius_m", "client_flops", "flops_per_cycle"):
-            v = float(getattr(self, name))
-            if not np.isfinite(v) or v <= 0:
-                raise InvalidScenarioError(f"{name} must be a positive finite number, got {v}", field=name)
-            object.__setattr__(self, name, v)
-        for name in ("kappa",):
-            v = float(getattr(self, name))
-            if not np.isfinite(v) or v < 0:
-                raise InvalidScenarioError(f"{name} must be >= 0 and finite, got {v}", field=name)
-        for name in ("n_patches", "dim", "batch", "bits", "k_min"):
-            v = getattr(self, name)
-            if int(v) != v or int(v) < 1:
-                raise InvalidScenarioError(f"{name} must be a positive integer, got {v}", field=name)
-            object.__setattr__(self, name, int(v))
+        m = self._coerce_device_arrays()
+        self._check_device_positive(("distance_m", "path_gain", "fading", "p_max_w", "cpu_freq_hz",
+                                     "cores", "energy_max_j"))
+        self._check_device_positive(("velocity_mps",), strict=False)
+        self._check_scalars(("bandwidth_hz", "t_max_s", "cell_radius_m", "client_flops",
+                             "flops_per_cycle"), "positive")
+        self._check_scalars(("kappa",), "nonnegative")
+        self._check_scalars(("n_patches", "dim", "batch", "bits", "k_min"), "posint")
         if int(self.extra_tokens) != self.extra_tokens or self.extra_tokens < 0:
             raise InvalidScenarioError(f"extra_tokens must be a non-negative integer, got {self.extra_tokens}",
                                        field="extra_tokens")
-        object.__setattr__(self, "extra_tokens", int(self.extra_tokens))
+        self._set("extra_tokens", int(self.extra_tokens))
         if self.bits != 32 and not 1 <= self.bits <= 16:
             raise InvalidScenarioError(f"bits must be 1..16 or 32, got {self.bits}", field="bits")
         if self.k_min > self.n_patches:
@@ -154,19 +126,9 @@ class Scenario:
                 f"k_min = {self.k_min} exceeds n_patches = {self.n_patches}", field="k_min")
         if not np.isfinite(self.noise_psd_dbm_hz):
             raise InvalidScenarioError("noise_psd_dbm_hz must be finite", field="noise_psd_dbm_hz")
-        ret = semantics.validate_profiles(self.retention, m, self.n_patches, field="retention")
-        object.__setattr__(self, "retention", ret)
-        object.__setattr__(self, "meta", dict(self.meta))
-
-    def _check_positive(self, name: str, strict: bool):
-        arr = getattr(self, name)
-        bad = ~np.isfinite(arr) | ((arr <= 0) if strict else (arr < 0))
-        if bad.any():
-            d = int(np.flatnonzero(bad)[0])
-            what = "positive" if strict else "non-negative"
-            raise InvalidScenarioError(
-                f"{name}[{d}] = {arr[d]!r} for device {d}: must be {what} and finite",
-                field=name, device=d)
+        self._set("retention", semantics.validate_profiles(self.retention, m, self.n_patches,
+                                                           field="retention"))
+        self._set("meta", dict(self.meta))
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -211,15 +173,6 @@ class Scenario:
                                        extra_tokens=self.extra_tokens), dtype=float)
 
     # ------------------------------------------------------------------ transformations
-    def replace(self, **changes) -> Scenario:
-        """A copy with fields replaced (validated again)."""
-        return dataclasses.replace(self, **changes)
-
-    def redraw_fading(self, rng: np.random.Generator | int | None) -> Scenario:
-        """A copy with new Rayleigh fading draws ``|g|^2 ~ Exp(1)`` (a new round)."""
-        rng = np.random.default_rng(rng)
-        return self.replace(fading=channel.rayleigh_fading(rng, self.n_devices))
-
     def subset(self, devices) -> Scenario:
         """The scenario restricted to the given device indices (order kept)."""
         idx = np.asarray(devices, dtype=int)
@@ -230,33 +183,6 @@ class Scenario:
         """A copy with new retention profiles (M, N'); ``n_patches`` follows the profiles."""
         p = np.asarray(profiles, dtype=float)
         return self.replace(retention=p, n_patches=p.shape[1], k_min=min(self.k_min, p.shape[1]))
-
-    # ------------------------------------------------------------------ serialization
-    def to_dict(self) -> dict:
-        """A plain dict (lists and numbers only): ``Scenario.from_dict`` inverts it exactly."""
-        out: dict = {"kind": self.kind}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                v = v.tolist()
-            out[f.name] = v
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Scenario:
-        data = dict(data)
-        kind = data.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise InvalidScenarioError(f"expected a scenario of kind {cls.kind!r}, got {kind!r}",
-                                       field="kind")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidScenarioError(f"unknown scenario field(s): {', '.join(unknown)}", field=unknown[0])
-        missing = [n for n in (*_DEVICE_FIELDS, "retention") if n not in data]
-        if missing:
-            raise InvalidScenarioError(f"missing scenario field(s): {', '.join(missing)}", field=missing[0])
-        return cls(**data)
 
     @classmethod
     def preset(cls, name: str = "st-sflora", **kwargs):

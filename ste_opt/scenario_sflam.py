@@ -23,12 +23,12 @@ per device and subchannel (shape (N, K), K ≥ N).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import channel
+from ._scenario_base import ScenarioBase
 from .errors import InvalidScenarioError
 from .payload import SIDE_BITS_PER_TOKEN, payload_bits
 from .scenario import register_preset
@@ -50,7 +50,7 @@ def quantization_error(bits) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
-class SFLAMScenario:
+class SFLAMScenario(ScenarioBase):
     """One SFLAM round: N active devices matched one-to-one to K ≥ N OFDMA subchannels.
 
     Per-device arrays, shape (N,)
@@ -124,26 +124,17 @@ class SFLAMScenario:
     conv_c: float = 5.0
     epsilon: float = 0.2
     device_ids: np.ndarray | None = None
-    preset: str = "custom"
+    preset_name: str = "custom"
     seed: int | None = None
     meta: dict = field(default_factory=dict)
 
     kind = "sflam"
+    DEVICE_FIELDS = _DEVICE_FIELDS
+    REQUIRED_FIELDS = (*_DEVICE_FIELDS, "fading")
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self):
-        n = None
-        for name in _DEVICE_FIELDS:
-            arr = np.atleast_1d(np.asarray(getattr(self, name), dtype=float))
-            if arr.ndim != 1:
-                raise InvalidScenarioError(f"{name} must be 1-D, got shape {arr.shape}", field=name)
-            if n is None:
-                n = arr.shape[0]
-            elif arr.shape[0] != n:
-                raise InvalidScenarioError(
-                    f"{name} has {arr.shape[0]} entries but distance_m has {n}: per-device arrays "
-                    "must have the same length", field=name)
-            object.__setattr__(self, name, arr)
+        n = self._coerce_device_arrays()
         fad = np.asarray(self.fading, dtype=float)
         if fad.ndim != 2 or fad.shape[0] != n:
             raise InvalidScenarioError(
@@ -159,12 +150,8 @@ class SFLAMScenario:
             raise InvalidScenarioError(f"fading[{d}, {k}] = {fad[d, k]!r} for device {d}: must be "
                                        "positive and finite", field="fading", device=d)
         object.__setattr__(self, "fading", fad)
-        ids = np.arange(n) if self.device_ids is None else np.asarray(self.device_ids, dtype=int)
-        if ids.shape != (n,):
-            raise InvalidScenarioError(f"device_ids must have {n} entries", field="device_ids")
-        object.__setattr__(self, "device_ids", ids)
-        for name in ("distance_m", "path_gain", "p_max_w", "p_min_w", "cpu_freq_hz", "samples"):
-            self._check_positive(name)
+        self._check_device_positive(("distance_m", "path_gain", "p_max_w", "p_min_w", "cpu_freq_hz",
+                                     "samples"))
         for name in ("memory_max_bytes", "deadline_s", "energy_max_j"):
             arr = getattr(self, name)
             bad = np.isnan(arr) | (arr <= 0)
@@ -177,24 +164,12 @@ class SFLAMScenario:
             d = int(np.flatnonzero(bad)[0])
             raise InvalidScenarioError(f"p_min_w[{d}] = {self.p_min_w[d]} exceeds p_max_w[{d}] = "
                                        f"{self.p_max_w[d]} for device {d}", field="p_min_w", device=d)
-        for name in ("subchannel_hz", "server_power_w", "client_flops", "server_flops",
-                     "full_model_flops", "server_flops_per_s", "flops_per_cycle", "cell_radius_m",
-                     "conv_a", "epsilon"):
-            v = float(getattr(self, name))
-            if not np.isfinite(v) or v <= 0:
-                raise InvalidScenarioError(f"{name} must be a positive finite number, got {v}", field=name)
-            object.__setattr__(self, name, v)
-        for name in ("kappa", "conv_b0", "conv_c"):
-            v = float(getattr(self, name))
-            if not np.isfinite(v) or v < 0:
-                raise InvalidScenarioError(f"{name} must be >= 0 and finite, got {v}", field=name)
-            object.__setattr__(self, name, v)
-        for name in ("local_epochs", "batch", "tokens", "dim", "image_size", "client_params",
-                     "model_params", "model_bits", "gradient_bits"):
-            v = getattr(self, name)
-            if int(v) != v or int(v) < 1:
-                raise InvalidScenarioError(f"{name} must be a positive integer, got {v}", field=name)
-            object.__setattr__(self, name, int(v))
+        self._check_scalars(("subchannel_hz", "server_power_w", "client_flops", "server_flops",
+                             "full_model_flops", "server_flops_per_s", "flops_per_cycle",
+                             "cell_radius_m", "conv_a", "epsilon"), "positive")
+        self._check_scalars(("kappa", "conv_b0", "conv_c"), "nonnegative")
+        self._check_scalars(("local_epochs", "batch", "tokens", "dim", "image_size", "client_params",
+                             "model_params", "model_bits", "gradient_bits"), "posint")
         if int(self.side_bits_per_token) != self.side_bits_per_token or self.side_bits_per_token < 0:
             raise InvalidScenarioError("side_bits_per_token must be a non-negative integer",
                                        field="side_bits_per_token")
@@ -213,14 +188,6 @@ class SFLAMScenario:
                 f"q(b) = {self.conv_b0 + self.conv_c * float(quantization_error(max(bits))):g} even "
                 f"at b = {max(bits)} bits", field="epsilon")
         object.__setattr__(self, "meta", dict(self.meta))
-
-    def _check_positive(self, name: str):
-        arr = getattr(self, name)
-        bad = ~np.isfinite(arr) | (arr <= 0)
-        if bad.any():
-            d = int(np.flatnonzero(bad)[0])
-            raise InvalidScenarioError(f"{name}[{d}] = {arr[d]!r} for device {d}: must be positive "
-                                       "and finite", field=name, device=d)
 
     # ------------------------------------------------------------------ derived quantities
     @property
@@ -291,52 +258,14 @@ class SFLAMScenario:
                 + self.batch * self.tokens * self.dim * (4.0 + b / 8.0))
 
     # ------------------------------------------------------------------ transformations
-    def replace(self, **changes) -> SFLAMScenario:
-        return dataclasses.replace(self, **changes)
-
-    def redraw_fading(self, rng: np.random.Generator | int | None) -> SFLAMScenario:
-        """A copy with new Rayleigh fading per device and subchannel (a new round)."""
-        rng = np.random.default_rng(rng)
-        return self.replace(fading=channel.rayleigh_fading(rng, self.fading.shape))
-
     def subset(self, devices) -> SFLAMScenario:
         """The scenario restricted to the given devices (all subchannels kept)."""
         idx = np.asarray(devices, dtype=int)
         per = {name: getattr(self, name)[idx] for name in _DEVICE_FIELDS}
         return self.replace(fading=self.fading[idx], device_ids=self.device_ids[idx], **per)
 
-    # ------------------------------------------------------------------ serialization
-    def to_dict(self) -> dict:
-        out: dict = {"kind": self.kind}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, np.ndarray):
-                v = v.tolist()
-            elif isinstance(v, tuple):
-                v = list(v)
-            out[f.name] = v
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> SFLAMScenario:
-        data = dict(data)
-        kind = data.pop("kind", cls.kind)
-        if kind != cls.kind:
-            raise InvalidScenarioError(f"expected a scenario of kind {cls.kind!r}, got {kind!r}",
-                                       field="kind")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidScenarioError(f"unknown scenario field(s): {', '.join(unknown)}", field=unknown[0])
-        missing = [n for n in (*_DEVICE_FIELDS, "fading") if n not in data]
-        if missing:
-            raise InvalidScenarioError(f"missing scenario field(s): {', '.join(missing)}", field=missing[0])
-        if "bit_set" in data:
-            data["bit_set"] = tuple(data["bit_set"])
-        return cls(**data)
-
     def __repr__(self) -> str:
-        return (f"SFLAMScenario(preset={self.preset!r}, n_devices={self.n_devices}, "
+        return (f"SFLAMScenario(preset={self.preset_name!r}, n_devices={self.n_devices}, "
                 f"n_subchannels={self.n_subchannels}, subchannel_hz={self.subchannel_hz:.3g}, "
                 f"bit_set={self.bit_set})")
 
@@ -417,7 +346,7 @@ def _sflam(n_devices: int = 10, seed: int | None = 0, **overrides) -> SFLAMScena
         full_model_flops=c["full_model_flops"], server_flops_per_s=c["server_flops_per_s"],
         flops_per_cycle=c["flops_per_cycle"], kappa=c["kappa"], bit_set=tuple(c["bit_set"]),
         conv_a=c["conv_a"], conv_b0=c["conv_b0"], conv_c=c["conv_c"], epsilon=c["epsilon"],
-        device_ids=active, preset="sflam", seed=seed,
+        device_ids=active, preset_name="sflam", seed=seed,
         meta={"population": pop, **{key: (list(v) if isinstance(v, tuple) else v)
                                     for key, v in overrides.items()}},
     )
