@@ -443,3 +443,18 @@ def test_run_experiment_writes_history_as_it_goes(split, tmp_path):
 
     run_experiment(cfg, tmp_path / "run", quality=False, log=log)
     assert seen == [["real_only"] * 2, ["real_only"] * 2 + ["genfl"] * 2]
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(alpha=-1.0), "alpha"), (dict(alpha=0.0), "alpha"), (dict(topup="nope"), "topup"),
+    (dict(aggregation="nope"), "aggregation"), (dict(aggregation="blend", lambda0=2.0), None),
+    (dict(topup_ratio=-0.5), "topup_ratio"), (dict(partition="shards", shards_per_client=0),
+                                               "shards_per_client"),
+])
+def test_run_config_is_checked_before_any_training(change, field):
+    from ste_opt.learning_hooks.genfl.run import GenFLRunConfig
+
+    with pytest.raises(InvalidScenarioError) as err:
+        GenFLRunConfig(**change).validate()
+    if field is not None:
+        assert err.value.field == field

@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.replace(",", " ").split()]
+def _ints(text: str, name: str, minimum: int) -> list[int]:
+    from ..errors import SolverError
+
+    try:
+        out = [int(x) for x in text.replace(",", " ").split()]
+    except ValueError as exc:
+        raise SolverError(f"--{name} must be integers separated by commas, got {text!r}") from exc
+    if not out or min(out) < minimum:
+        raise SolverError(f"--{name} must be integers >= {minimum}, got {text!r}")
+    return out
 
 
 def register(sub):
@@ -44,7 +52,7 @@ def run(args) -> int:
         msg = r["error"] or f"{r['status']:9s} STE {r['objective']:.6g}  {r['time_s']:.3g} s"
         print(f"  M={r['n_devices']:<6d} seed={r['seed']:<3d} {r['method']:18s} {msg}", flush=True)
 
-    kw = dict(sizes=_ints(args.sizes), seeds=_ints(args.seeds), methods=methods,
+    kw = dict(sizes=_ints(args.sizes, "sizes", 1), seeds=_ints(args.seeds, "seeds", 0), methods=methods,
               preset=args.preset, caps=caps)
     if args.backend == "ray":
         from ..sweep_ray import sweep_ray

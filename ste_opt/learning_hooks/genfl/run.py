@@ -31,7 +31,7 @@ from .fl import FLConfig, run_federated
 from .generator import FlowMatchingGenerator, GeneratorConfig
 from .metrics import generator_quality, train_referee
 from .sources import ArraySource, DiffusersSource, FlowMatchingSource, SyntheticPool
-from .workflow import GenFLClient, GenFLServer, run_data_step
+from .workflow import TOPUP_POLICIES, GenFLClient, GenFLServer, run_data_step
 
 __all__ = ["GenFLRunConfig", "prepare_generator", "make_clients", "run_arms", "run_experiment",
            "save_sample_grid", "plot_accuracy", "write_history", "ARMS"]
@@ -81,6 +81,21 @@ class GenFLRunConfig:
             raise InvalidScenarioError(f"unknown arm(s) {bad}; use some of {ARMS}", field="arms")
         if self.clients < 1:
             raise InvalidScenarioError("clients must be >= 1", field="clients")
+        # everything is checked before the (minutes-long) generator training starts
+        if self.partition == "dirichlet" and not (np.isfinite(self.alpha) and self.alpha > 0):
+            raise InvalidScenarioError(f"alpha must be > 0, got {self.alpha}", field="alpha")
+        if self.partition == "shards" and self.shards_per_client < 1:
+            raise InvalidScenarioError("shards_per_client must be >= 1", field="shards_per_client")
+        if self.topup not in TOPUP_POLICIES:
+            raise InvalidScenarioError(f"topup must be one of {TOPUP_POLICIES}, got {self.topup!r}",
+                                       field="topup")
+        if not self.topup_ratio >= 0:
+            raise InvalidScenarioError(f"topup_ratio must be >= 0, got {self.topup_ratio}",
+                                       field="topup_ratio")
+        for name in ("server_per_class", "test_size", "aigc_per_class", "quality_per_class"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidScenarioError(f"{name} must be >= 1", field=name)
+        make_aggregator(self.aggregation, gamma=self.gamma, lambda0=self.lambda0, decay=self.decay)
         self.fl.validate()
         self.generator.validate()
 
