@@ -193,3 +193,17 @@ def test_cli_train_and_pretrain(tmp_path):
                  "--no-progress"]) == 0
     assert main(["train", "--config", str(cfgfile), "--set", "model.checkpoint=/nonexistent.pt",
                  "--run-dir", str(tmp_path / "r3"), "--no-progress"]) == 2
+
+
+@pytest.mark.parametrize("override, field", [
+    ("federation.rounds=0", "federation.rounds"), ("federation.batch_size=-2", "federation.batch_size"),
+    ("optim.lr=0", "optim.lr"), ("federation.alpha=-1", "federation.alpha"),
+    ("model.cut_layer=99", "model.cut_layer"), ("lora.rank=0", "lora.rank"),
+    ("data.test_fraction=1.5", "data.test_fraction"),
+])
+def test_config_ranges_are_refused_by_name(override, field):
+    from ste_opt.errors import InvalidScenarioError
+
+    with pytest.raises(InvalidScenarioError) as err:
+        load_config("demo", [override])
+    assert err.value.field == field

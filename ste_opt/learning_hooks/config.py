@@ -126,6 +126,27 @@ def validate_config(cfg: Mapping) -> dict:
     if f["partition"] not in ("dirichlet", "shard", "iid"):
         raise InvalidScenarioError("federation.partition must be dirichlet, shard or iid",
                                    field="federation.partition")
+    positive_ints = {"federation.num_clients": f["num_clients"], "federation.rounds": f["rounds"],
+                     "federation.local_epochs": f["local_epochs"],
+                     "federation.batch_size": f["batch_size"],
+                     "federation.shards_per_client": f["shards_per_client"],
+                     "lora.rank": cfg["lora"]["rank"], "model.depth": cfg["model"]["depth"],
+                     "eval.batch_size": cfg["eval"]["batch_size"]}
+    if f["local_steps"] is not None:
+        positive_ints["federation.local_steps"] = f["local_steps"]
+    for key, v in positive_ints.items():
+        if int(v) != v or int(v) < 1:
+            raise InvalidScenarioError(f"{key} must be a positive integer, got {v!r}", field=key)
+    positive = {"federation.alpha": f["alpha"], "optim.lr": cfg["optim"]["lr"]}
+    for key, v in positive.items():
+        if not float(v) > 0:
+            raise InvalidScenarioError(f"{key} must be > 0, got {v!r}", field=key)
+    if not 0 <= int(cfg["model"]["cut_layer"]) <= int(cfg["model"]["depth"]):
+        raise InvalidScenarioError("model.cut_layer must be in [0, model.depth]", field="model.cut_layer")
+    d = cfg["data"]
+    for key in ("source_fraction", "test_fraction"):
+        if not 0 <= float(d[key]) < 1:
+            raise InvalidScenarioError(f"data.{key} must be in [0, 1)", field=f"data.{key}")
     return dict(cfg)
 
 
