@@ -39,7 +39,7 @@ from .schedule import ClientPlan
 from .split import ClientModule, ServerModule, load_trainable_state, trainable_state
 
 __all__ = ["frame", "unframe", "ClientRole", "ServerRole", "FedLoRAClientRole", "LocalBackend",
-           "get_backend"]
+           "attach_server_copies", "get_backend"]
 
 
 def frame(header: Mapping[str, Any], body: bytes = b"") -> bytes:
@@ -388,12 +388,19 @@ class LocalBackend:
                 times.append(time.perf_counter() - t0)
             out[c] = {"client_state": role.end_round(), "num_examples": role.num_examples,
                       "stats": role.stats, "step_times": times}
-        if server is not None:
-            copies = server.end_round()
-            for c in out:
-                out[c]["server_state"] = copies.get(c, {})
-                out[c]["server_stats"] = server.stats.get(c, {})
-        return out
+        return attach_server_copies(out, server)
+
+
+def attach_server_copies(results: dict, server) -> dict:
+    """End the server's round and add each client's server-side adapter copy (SFL-V1) and step
+    statistics to that client's result (``server_state``, ``server_stats``); every backend's
+    ``run_round`` ends with this. ``server`` is None in FedLoRA mode."""
+    if server is not None:
+        copies = server.end_round()
+        for c in results:
+            results[c]["server_state"] = copies.get(c, {})
+            results[c]["server_stats"] = server.stats.get(c, {})
+    return results
 
 
 #: Short backend names -> modules of :mod:`ste_opt.learning_hooks.backends`.

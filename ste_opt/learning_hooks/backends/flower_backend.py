@@ -380,7 +380,7 @@ class GridDriver:
                   failures: dict[int, str]) -> dict[int, dict]:
         from flwr.app import ConfigRecord, RecordDict
 
-        from ..roles import unframe
+        from ..roles import attach_server_copies, unframe
 
         active = [c for c in sorted(plans) if plans[c] is not None]
         self.discover(active)
@@ -454,12 +454,7 @@ class GridDriver:
                     "bits": int(p.bits), "chunk": int(self.chunk or 0),
                     "grads": grads if need else [], "grad_batches": batches if need else []})})
             pending = nxt
-        if server is not None:
-            copies = server.end_round()
-            for c in out:
-                out[c]["server_state"] = copies.get(c, {})
-                out[c]["server_stats"] = server.stats.get(c, {})
-        return out
+        return attach_server_copies(out, server)
 
 
 # --------------------------------------------------------------------------- backend
