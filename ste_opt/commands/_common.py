@@ -50,3 +50,16 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     out = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
     out += ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in cells]
     return "\n".join(out)
+
+
+def training_config(args, extra: list[str]) -> dict:
+    """Resolved training config of ``train``/``pretrain``: the ``--config`` file with ``--set``
+    overrides then ``extra`` ones; sets torch's thread count when ``--threads`` is given."""
+    from ..learning_hooks.config import load_config
+
+    cfg = load_config(args.config, list(args.overrides) + list(extra))
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return cfg

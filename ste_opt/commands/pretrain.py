@@ -21,16 +21,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..learning_hooks.config import load_config
+    from ._common import training_config
 
-    overrides = list(args.overrides)
-    if args.epochs is not None:
-        overrides.append(f"pretrain.epochs={args.epochs}")
-    cfg = load_config(args.config, overrides)
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cfg = training_config(args, [] if args.epochs is None else [f"pretrain.epochs={args.epochs}"])
     from ..learning_hooks.pretrain import pretrain_backbone
 
     res = pretrain_backbone(cfg, args.out, progress=not args.no_progress)

@@ -24,19 +24,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..learning_hooks.config import list_configs, load_config
+    from ..learning_hooks.config import list_configs
+    from ._common import training_config
 
     if args.list:
         print("\n".join(list_configs()))
         return 0
-    overrides = list(args.overrides)
-    if args.rounds is not None:
-        overrides.append(f"federation.rounds={args.rounds}")
-    cfg = load_config(args.config, overrides)
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    cfg = training_config(args, [] if args.rounds is None else [f"federation.rounds={args.rounds}"])
     from ..learning_hooks.trainer import SplitFedTrainer
 
     trainer = SplitFedTrainer(cfg, run_dir=args.run_dir, progress=not args.no_progress)

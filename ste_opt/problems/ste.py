@@ -232,30 +232,20 @@ class STEProblem:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.minimum(self.p_max, self.e_up / np.where(t > 0, t, np.nan))
 
-    def min_straggler_time(self, tokens, rel_tol: float = 1e-12):
+    def min_straggler_time(self, tokens):
         """Exact resource step for fixed tokens: the least τ with Σ W_min(K, τ) ≤ W_tot.
 
         Returns ``(tau, bandwidth, power)`` for the active devices (bandwidth and power are the
         whole-window allocation at that τ, with spare bandwidth left unassigned); ``tau = inf``
-        if the tokens do not fit even at the largest τ.
+        if the tokens do not fit even at the largest τ. Computed by
+        :func:`ste_opt.solvers.knapsack.min_straggler_time` (Newton on τ, then bisection).
         """
-        k = np.asarray(tokens, dtype=float)
-        hi = self.tau_max
-        if np.sum(self.w_min(k, hi)) > self.W_tot:
+        from ..solvers.knapsack import min_straggler_time
+
+        tau, w = min_straggler_time(self, tokens)
+        if not np.isfinite(tau):
             return np.inf, None, None
-        # lower end: each device alone with all the bandwidth at full power in its window
-        lo = float(np.max(self.tau_offset + self.bits(k) / channel.rate_bps(
-            self.W_tot, self.p_max, self.gain, self.noise)))
-        lo = min(lo, hi)
-        for _ in range(200):
-            if hi - lo <= rel_tol * hi:
-                break
-            mid = 0.5 * (lo + hi)
-            if np.sum(self.w_min(k, mid)) <= self.W_tot:
-                hi = mid
-            else:
-                lo = mid
-        return hi, self.w_min(k, hi), self.power_for(hi)
+        return tau, w, self.power_for(tau)
 
     # ------------------------------------------------------------------ evaluation
     def _full(self, values, fill=0.0, dtype=float) -> np.ndarray:

@@ -21,11 +21,11 @@ import numpy as np
 from ..errors import SolverError
 from .knapsack import (
     BOUND_SLACK,
+    certified_solution,
     interval_bound,
     knapsack_at,
     levels_of,
     min_straggler_time,
-    polish,
     wmin_slope_table,
 )
 from .registry import register
@@ -143,16 +143,6 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
                 heapq.heappush(heap, (-u, lo_, hi_))
     open_ub = -heap[0][0] if heap else -np.inf
     bound = max(open_ub, pruned_ub)
-    k = best["tokens"]
-    out = polish(problem, k)
-    if out is None:
-        raise SolverError("global: the incumbent does not fit after polishing (please report the instance)")
-    w, p, tau_act = out
-    sol = problem.make_solution(k, w, p, status=status, iterations=nodes,
-                                info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol})
-    sol.history = [sol.objective]
-    bound = max(bound, sol.objective) * (1 + BOUND_SLACK)
-    sol.set_bound(bound, sense="max")
-    if status == "optimal" and sol.gap is not None and sol.gap > tol:
-        sol.status = "feasible"
-    return sol
+    return certified_solution(problem, best["tokens"], bound, method="global", status=status,
+                              tol=tol, iterations=nodes,
+                              info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol})

@@ -259,6 +259,28 @@ def polish(problem, tokens):
     return w, p, tau
 
 
+def certified_solution(problem, tokens, bound, *, method: str, status: str, tol: float | None = None,
+                       slack: float = BOUND_SLACK, iterations: int = 0, info: dict | None = None):
+    """The certified methods' common ending: exact allocation of the incumbent ``tokens``
+    (:func:`polish`), a :class:`Solution` whose bound is ``max(bound, objective)`` inflated by
+    ``slack`` (floating-point rounding), and ``status`` lowered to ``"feasible"`` when it claims
+    ``"optimal"`` with a gap above ``tol``. A non-finite ``bound`` leaves the solution without one."""
+    from ..errors import SolverError
+
+    out = polish(problem, tokens)
+    if out is None:
+        raise SolverError(f"{method}: the incumbent tokens do not fit after the exact resource step "
+                          "(floating-point tolerances); please report the instance")
+    w, p, _ = out
+    sol = problem.make_solution(tokens, w, p, status=status, iterations=iterations, info=info)
+    sol.history = [sol.objective]
+    b = max(bound, sol.objective) * (1 + slack)
+    sol.set_bound(b if np.isfinite(b) else None, sense="max")
+    if tol is not None and sol.status == "optimal" and sol.gap is not None and sol.gap > tol:
+        sol.status = "feasible"
+    return sol
+
+
 def wmin_slope_table(problem, tau: float, W) -> np.ndarray:
     """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) at τ of the table ``W = wmin_table(problem, τ, ...)``.
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import SolverError
 from .global_ import tau_range
-from .knapsack import BOUND_SLACK, polish, wmin_table
+from .knapsack import BOUND_SLACK, certified_solution, wmin_table
 from .registry import register
 
 __all__ = ["milp", "level_items", "solve_level_milp"]
@@ -227,17 +227,7 @@ def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 
             heapq.heappush(heap, (-ub_m / a, a, mid, ub_m))
         heapq.heappush(heap, (-ub_b / mid, mid, b, ub_b))
     bound = max((-h[0] for h in heap), default=-np.inf)
-    k = best["tokens"]
-    out = polish(problem, k)
-    if out is None:
-        raise SolverError("milp: the best level solution does not fit after polishing (please report)")
-    w, p, _ = out
-    sol = problem.make_solution(k, w, p, status=status, iterations=solves,
-                                info={"milp_solves": solves, "backend": backend, "level_step": int(level_step),
-                                      "tau_grid_s": (lo, hi)})
-    sol.history = [sol.objective]
-    bound = max(bound, sol.objective) * (1 + BOUND_SLACK)
-    sol.set_bound(bound if np.isfinite(bound) else None, sense="max")
-    if sol.status == "optimal" and sol.gap is not None and sol.gap > mip_gap:
-        sol.status = "feasible"
-    return sol
+    return certified_solution(problem, best["tokens"], bound, method="milp", status=status,
+                              tol=mip_gap, iterations=solves,
+                              info={"milp_solves": solves, "backend": backend,
+                                    "level_step": int(level_step), "tau_grid_s": (lo, hi)})

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import SolverError
 from .global_ import tau_range
-from .knapsack import BOUND_SLACK, log1p_root_newton, polish
+from .knapsack import certified_solution, log1p_root_newton
 from .registry import register
 
 __all__ = ["scip", "brute"]
@@ -89,18 +89,10 @@ def scip(problem, time_limit: float = 300.0, gap: float = 1e-6, max_devices: int
     k = np.clip(k, problem.k_lo, problem.N)
     dual = float(mdl.getDualbound())
     nodes = int(mdl.getNNodes())
-    out = polish(problem, k)
-    if out is None:
-        raise SolverError("scip: its tokens do not fit after the exact resource step (tolerances); "
-                          "please report the instance")
-    w, p, _ = out
-    res = problem.make_solution(k, w, p, status="optimal" if st in ("optimal", "gaplimit") else
-                                ("time_limit" if st == "timelimit" else "feasible"),
-                                info={"scip_status": st, "scip_nodes": nodes,
-                                      "scip_objective": float(mdl.getObjVal())})
-    res.history = [res.objective]
-    res.set_bound(max(dual * (1 + SCIP_SLACK), res.objective), sense="max")
-    return res
+    status = "optimal" if st in ("optimal", "gaplimit") else ("time_limit" if st == "timelimit" else "feasible")
+    return certified_solution(problem, k, dual * (1 + SCIP_SLACK), method="scip", status=status,
+                              slack=0.0, info={"scip_status": st, "scip_nodes": nodes,
+                                               "scip_objective": float(mdl.getObjVal())})
 
 
 def _ste_of_combos(problem, K, iters: int = 100):
@@ -164,12 +156,5 @@ def brute(problem, max_devices: int = 3, max_combos: int = 3_000_000, chunk: int
         if lower[j] > best_val:
             best_val, best_k = float(lower[j]), K[:, j].copy()
         bound = max(bound, float(np.max(upper)))
-    out = polish(problem, best_k)
-    if out is None:
-        raise SolverError("brute: the best tokens do not fit after the exact resource step (please report)")
-    w, p, _ = out
-    sol = problem.make_solution(best_k, w, p, status="optimal", iterations=total,
-                                info={"combinations": total})
-    sol.history = [sol.objective]
-    sol.set_bound(max(bound, sol.objective) * (1 + BOUND_SLACK), sense="max")
-    return sol
+    return certified_solution(problem, best_k, bound, method="brute", status="optimal",
+                              iterations=total, info={"combinations": total})
