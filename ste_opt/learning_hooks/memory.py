@@ -105,3 +105,10 @@ class SavedTensorMeter:
     @property
     def bytes(self) -> int:
         return int(sum(self._seen.values()))
+
+
+# The analytic model (no torch needed) lives in memory_model; re-exported here so that
+# ``ste_opt.learning_hooks.memory.estimate(...)`` sits next to the meter it is validated against.
+from .memory_model import MemoryEstimate, SideEstimate, ViTSpec, estimate, measure, vit_spec  # noqa: E402
+
+__all__ += ["estimate", "measure", "vit_spec", "ViTSpec", "MemoryEstimate", "SideEstimate"]
