@@ -189,6 +189,8 @@ def test_sflam_schedule_sets_bits_and_predicts_bits():
     tr.run_round(0)
     scen = sched.scenario
     assert scen.tokens == N_PATCHES + 1 and scen.dim == DIM
+    from ste_opt.learning_hooks.sflam_convergence import load_or_fit
+    assert scen.conv_a == pytest.approx(load_or_fit()["conv_a"])   # fitted constants, not placeholders
     rec = sched.records[0]
     assert sched.method == "bcd" and rec["excluded"] == []
     for r in tr.client_rows:

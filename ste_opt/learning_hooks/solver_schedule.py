@@ -220,7 +220,8 @@ def _default_sflam_factory(scenario):
 
 
 def sflam_scenario_for_trainer(trainer: Any, *, seed: int | None = 0, scale: float | str = "payload",
-                               compute: str = "paper", preset_options: Mapping | None = None):
+                               compute: str = "paper", preset_options: Mapping | None = None,
+                               convergence: str | Mapping = "fitted"):
     """An SFLAM scenario (preset ``"sflam"``) with the trainer's model: one device per client,
     ``tokens = N + 1`` ([CLS] + all patches, no selection), ``dim = D``, ``local_epochs = 1``,
     ``samples`` = each client's samples per round, ``client_params`` = the client's trainable
@@ -231,11 +232,24 @@ def sflam_scenario_for_trainer(trainer: Any, *, seed: int | None = 0, scale: flo
     ρ = mean model uplink / mean preset uplink (both at 32 bits), keeping SNR and upload times;
     ``compute="paper"`` rescales the client and server FLOPs per sample to keep the preset's mean
     compute and server times. The memory limit is lifted (the preset's memory model is ViT-B/32's).
+
+    ``convergence="fitted"`` (default) prices bit-widths with A, B0, C fitted from pilot runs and
+    stored in the run folder (:func:`~ste_opt.learning_hooks.sflam_convergence.load_or_fit`);
+    ``"preset"`` keeps the preset's placeholders; a mapping gives the constants. ``preset_options``
+    override either.
     """
     from ..scenario import make_scenario
+    from .sflam_convergence import fitted_preset_options, load_or_fit
 
     spec = trainer.model_spec()
-    base = make_scenario("sflam", n_devices=trainer.num_clients, seed=seed, **dict(preset_options or {}))
+    conv: dict = {}
+    if isinstance(convergence, Mapping):
+        conv = fitted_preset_options(convergence)
+    elif convergence == "fitted":
+        conv = fitted_preset_options(load_or_fit(getattr(trainer, "run_dir", None)))
+    elif convergence != "preset":
+        raise InvalidScenarioError("convergence must be 'fitted', 'preset' or a mapping", field="convergence")
+    base = make_scenario("sflam", n_devices=trainer.num_clients, seed=seed, **{**conv, **dict(preset_options or {})})
     spr = samples_per_round(trainer)
     samples = np.array([spr[c] for c in range(trainer.num_clients)], dtype=float)
     params = int(sum(np.asarray(v).size for v in getattr(trainer, "client_global", {}).values()))
