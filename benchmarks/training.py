@@ -177,8 +177,16 @@ def _section(rows, rounds, args, pre, demo) -> str:
                      f"adapters that FedAvg also uploads: {comm_tot:.2f}×.")
         t60 = by.get("tsflora_8bit_60")
         if t60:
+            from ste_opt.payload import payload_bits
+
+            # the paper's setting: ViT-B/32 (50 tokens, D 768), B 64, fp32 baseline
+            r32 = {w: payload_bits(64, 50, 768, 32, extra_tokens=0) / payload_bits(64, w, 768, 8, extra_tokens=0)
+                   for w in range(10, 51)}
+            w68 = min(r32, key=lambda w: abs(r32[w] - 6.8))
             lines.append(f"- SFLora fp32 / TSFLora 8-bit 60 %: {ref['uplink_act_MB'] / t60['uplink_act_MB']:.2f}× "
-                         f"(activations); the paper's 6.8× corresponds to 8-bit with 30 of 50 tokens.")
+                         f"(activations). By the same payload formula on the paper's ViT-B/32 (50 tokens, B 64), "
+                         f"the paper's 6.8× needs {w68} tokens on the wire at 8 bits ({r32[w68]:.2f}×; 30 tokens "
+                         f"give {r32[30]:.2f}×, 40 give {r32[40]:.2f}×): see docs/REPRODUCTION.md.")
         lines.append(f"- Accuracy, TSFLora 8-bit 80 % minus SFLora fp32: final round {d_acc:+.2f} points, "
                      f"mean of the last 3 rounds {d_acc3:+.2f} points (target: within 1.5).")
         if fl:
@@ -188,7 +196,8 @@ def _section(rows, rounds, args, pre, demo) -> str:
                          f"{_less(ts['client_peak_MiB'], ref['client_peak_MiB'])}. Token selection "
                          "happens after the client blocks, so it does not shrink the client's saved activations; "
                          "what it changes on the device is the communication buffer. The device saving comes from "
-                         "the split (half the blocks) and is measured against FedLoRA.")
+                         "the split (half the blocks) and is measured against FedLoRA (TSFLora's 41 % can only hold "
+                         "against FedLoRA/LocalLoRA or on the server: docs/REPRODUCTION.md).")
         if fl and abs(fl["final_acc"] - ref["final_acc"]) < 1e-12:
             lines.append("- SFLora fp32 and FedLoRA give the same accuracy curve: with float32 payloads, all "
                          "tokens and LoRA on both sides, SFL-V1 computes exactly the FedLoRA update (a "
