@@ -318,6 +318,16 @@ def table2() -> list[dict]:
 
 
 # =========================================================================== TSFLora
+def tsflora_ratios(batch: int = 64, dim: int = 768, tokens: int = 50) -> list[dict]:
+    """Uplink ratio fp32 with all ``tokens`` / b-bit with w tokens on the wire (payload formula:
+    tokens × D × bits + fp16 scale/offset per token below 32 bits), ViT-B/32 by default."""
+    from ste_opt.payload import payload_bits
+
+    base = payload_bits(batch, tokens, dim, 32, extra_tokens=0)
+    return [{"tokens on the wire": w, **{f"{b}-bit": base / payload_bits(batch, w, dim, b, extra_tokens=0)
+                                         for b in (8, 4, 2)}} for w in range(10, tokens + 1)]
+
+
 def tsflora() -> tuple[list[dict], list[dict]]:
     from ste_opt.learning_hooks.memory import estimate
     from ste_opt.payload import payload_bits
@@ -326,16 +336,9 @@ def tsflora() -> tuple[list[dict], list[dict]]:
     rows = []
     B, D = 64, 768
     base = payload_bits(B, 50, D, 32, extra_tokens=0)
-    ratio_rows = []
-    hits = []
-    for wire in range(10, 51):
-        r = {"tokens on the wire": wire}
-        for b in (8, 4, 2):
-            ratio = base / payload_bits(B, wire, D, b, extra_tokens=0)
-            r[f"{b}-bit"] = ratio
-            if abs(ratio - 6.8) <= 0.1:
-                hits.append(f"{wire} tokens at {b} bits ({ratio:.2f}×)")
-        ratio_rows.append(r)
+    ratio_rows = tsflora_ratios()
+    hits = [f"{r['tokens on the wire']} tokens at {b} bits ({r[f'{b}-bit']:.2f}×)"
+            for r in ratio_rows for b in (8, 4, 2) if abs(r[f"{b}-bit"] - 6.8) <= 0.1]
     write_csv("papers_tsflora_ratios", ratio_rows)
     at = {w: next(r for r in ratio_rows if r["tokens on the wire"] == w) for w in (29, 30, 40, 42)}
     cmd = "python -m benchmarks.papers"
