@@ -63,6 +63,10 @@ def test_vit_spec_names_and_errors():
     s = vit_spec("vit_large_patch16_224")
     assert (s.depth, s.embed_dim, s.num_heads, s.num_patches) == (24, 1024, 16, 196)
     assert vit_spec("vit_base_patch32_224").num_patches == 49
+    by_numbers = estimate({"depth": 12, "embed_dim": 768, "num_heads": 12, "patch_size": 16,
+                           "num_classes": 100}, method="fedlora", batch=64)
+    assert by_numbers.client.peak == estimate("vit_base_patch16_224", method="fedlora", batch=64,
+                                              num_classes=100).client.peak
     with pytest.raises(InvalidScenarioError):
         estimate("vit_base_patch16_224", method="nope")
     with pytest.raises(InvalidScenarioError):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 from ..errors import InvalidScenarioError
@@ -232,7 +233,7 @@ def _canon(method: str) -> str:
     return m
 
 
-def estimate(model: str | ViTSpec = "vit_base_patch16_224", *, method: str = "st-sflora",
+def estimate(model: str | ViTSpec | Mapping = "vit_base_patch16_224", *, method: str = "st-sflora",
              batch: int = 64, cut: int = 6, lora_rank: int = 16, lora_targets=("qkv",),
              tokens_kept: int | None = None, bits: int | None = None, grad_bits: int = 32,
              precision: str = "fp32", optimizer: str = "sgd", attention: str = "fused",
@@ -242,8 +243,9 @@ def estimate(model: str | ViTSpec = "vit_base_patch16_224", *, method: str = "st
 
     Parameters
     ----------
-    model : timm name or :class:`ViTSpec`
-        e.g. ``"vit_base_patch16_224"``; numbers via ``ViTSpec(depth=.., embed_dim=.., ...)``.
+    model : timm name, :class:`ViTSpec` or a mapping of its fields
+        e.g. ``"vit_base_patch16_224"``, or by numbers ``{"depth": 12, "embed_dim": 768,
+        "num_heads": 12, "patch_size": 16, "img_size": 224}`` (patches = (img_size / patch_size)²).
     method : str
         One of :data:`METHODS` (``fedlora``, ``locallora``, ``splitlora``, ``sflora``,
         ``st-sflora-full``, ``st-sflora``, ``tsflora``).
@@ -264,6 +266,11 @@ def estimate(model: str | ViTSpec = "vit_base_patch16_224", *, method: str = "st
     header_bytes : int, optional
         Framing of a message (JSON header with the labels); default 200 + 3·B bytes.
     """
+    if isinstance(model, Mapping):       # by numbers: {"depth": 12, "embed_dim": 768, ...}
+        try:
+            model = ViTSpec(**dict(model))
+        except TypeError as exc:
+            raise InvalidScenarioError(f"bad ViT numbers: {exc}", field="model") from exc
     spec = model if isinstance(model, ViTSpec) else vit_spec(model, num_classes=num_classes)
     if isinstance(model, ViTSpec) and num_classes is not None:
         spec = replace(spec, num_classes=num_classes)
