@@ -3,7 +3,7 @@
 
 The meter runs one real step of each method through the trainer's roles on a tiny ViT; the model
 must agree within 10 % on the peak and on every component that is at least 1 % of the peak.
-(In practice it agrees to < 0.1 %: the only residual is the JSON framing of the messages, whose
+(In practice the peak agrees within 0.5 %: the only residual is the JSON framing of the messages, whose
 length depends on the label digits; see docs/memory.md.)
 """
 from __future__ import annotations
@@ -40,6 +40,7 @@ def test_estimate_matches_meter(method, kw):
             continue
         e = getattr(est, side)
         assert e.peak == pytest.approx(m.peak, rel=0.10), side
+        assert e.peak == pytest.approx(m.peak, rel=5e-3), side   # in practice: only the JSON framing differs
         for comp in COMPONENTS:
             mv, ev = getattr(m, comp), getattr(e, comp)
             if max(mv, ev) >= 0.01 * m.peak:
