@@ -56,7 +56,7 @@ def map_ray(fn: Callable[[T], R], items: Iterable[T], *, num_cpus: int | None = 
     max_in_flight : int, optional
         Submit at most this many jobs ahead (bounds memory for long sweeps).
     """
-    from .learning_hooks.backends.ray_backend import init_local_ray
+    from ..learning_hooks.backends.ray_backend import init_local_ray
 
     jobs: Sequence[T] = list(items)
     if not jobs:
@@ -86,14 +86,14 @@ def map_ray(fn: Callable[[T], R], items: Iterable[T], *, num_cpus: int | None = 
 
 
 def _run_job(args: tuple) -> dict:
-    from .bench import run_instance
+    from .solver_sweep import run_instance
 
     return run_instance(*args)
 
 
 def sweep_ray(*, num_cpus: int | None = None, address: str | None = None, cpus_per_task: float = 1.0,
               progress=None, **sweep_kwargs: Any) -> list[dict]:
-    """:func:`ste_opt.bench.sweep` with the instances solved by Ray tasks.
+    """:func:`ste_opt.bench.solver_sweep.sweep` with the instances solved by Ray tasks.
 
     Takes the keyword arguments of ``bench.sweep`` (``sizes``, ``seeds``, ``methods``, ``preset``,
     ``caps``, ``options``, ``seeds_for``, ``max_seeds``, ``n_tokens``; ``runner`` must stay the

@@ -1,43 +1,26 @@
-"""The system model of one training round: devices, wireless link and model spec (DESIGN §2).
+"""The ST-SFLora system model of one training round: devices, wireless link and model spec
+(docs/MODEL.md §2).
 
 A :class:`Scenario` is a struct of arrays: every per-device field has shape (M,), the retention
 profiles (M, N). It is immutable in spirit: methods return new scenarios. Units are SI.
 
 Presets are registered builders: ``Scenario.preset("st-sflora", n_devices=10, seed=0)``;
-``ste_opt.scenario.PRESETS`` lists them (the SFLAM preset lives with its problem).
+``ste_opt.PRESETS`` lists them.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import channel, semantics
-from ._scenario_base import ScenarioBase
-from .errors import InvalidScenarioError
-from .payload import SIDE_BITS_PER_TOKEN, payload_bits
-from .units import noise_psd_w_per_hz
+from ..errors import InvalidScenarioError
+from ..model import channel, semantics
+from ..model.payload import SIDE_BITS_PER_TOKEN, check_bit_width, payload_bits
+from ..units import noise_psd_w_per_hz
+from .base import ScenarioBase
+from .presets import make_scenario, register_preset
 
-__all__ = ["Scenario", "PRESETS", "register_preset", "make_scenario", "STSFLORA_DEFAULTS"]
-
-PRESETS: dict[str, Callable[..., object]] = {}
-
-
-def register_preset(name: str):
-    """Decorator registering a scenario builder ``f(n_devices=..., seed=..., **overrides)``."""
-    def deco(fn):
-        PRESETS[name] = fn
-        return fn
-    return deco
-
-
-def make_scenario(preset: str = "st-sflora", **kwargs):
-    """Build a scenario from a registered preset (``ste_opt.scenario.PRESETS``)."""
-    if preset not in PRESETS:
-        raise InvalidScenarioError(
-            f"unknown preset {preset!r}; available: {', '.join(sorted(PRESETS))}", field="preset")
-    return PRESETS[preset](**kwargs)
+__all__ = ["Scenario", "STSFLORA_DEFAULTS", "SIDE_BITS_PER_TOKEN"]
 
 
 _DEVICE_FIELDS = ("distance_m", "path_gain", "fading", "p_max_w", "cpu_freq_hz", "cores",
@@ -119,8 +102,7 @@ class Scenario(ScenarioBase):
             raise InvalidScenarioError(f"extra_tokens must be a non-negative integer, got {self.extra_tokens}",
                                        field="extra_tokens")
         self._set("extra_tokens", int(self.extra_tokens))
-        if self.bits != 32 and not 1 <= self.bits <= 16:
-            raise InvalidScenarioError(f"bits must be 1..16 or 32, got {self.bits}", field="bits")
+        check_bit_width(self.bits, field="bits")
         if self.k_min > self.n_patches:
             raise InvalidScenarioError(
                 f"k_min = {self.k_min} exceeds n_patches = {self.n_patches}", field="k_min")
@@ -161,6 +143,11 @@ class Scenario(ScenarioBase):
             t = (self.cell_radius_m - self.distance_m) / self.velocity_mps
         t = np.where(self.velocity_mps > 0, t, np.inf)
         return np.minimum(np.maximum(t, 0.0), self.t_max_s)
+
+    @property
+    def bit_width(self) -> int:
+        """q, bits per activation element on the uplink (the ``bits`` field)."""
+        return self.bits
 
     @property
     def bits_per_token(self) -> int:
@@ -270,5 +257,3 @@ def _st_sflora(n_devices: int = 10, seed: int | None = 0, bandwidth_hz: float | 
         meta={"population": pop, **{k: v for k, v in overrides.items()}},
     )
 
-
-__all__ += ["SIDE_BITS_PER_TOKEN"]

@@ -1,6 +1,6 @@
 """The SFLAM system model of one round: devices, OFDMA subchannels, split ViT, convergence model.
 
-DESIGN §4 and ``research/papers_sflam_genfl.md`` §1. Following the authors' published code, the
+docs/MODEL.md §4 and docs/sflam.md. Following the authors' published code, the
 device holds only the patch embedding of a ViT-B/32 at 224 px (49 tokens × 768 per sample), 50
 clients with 10 active per round, 5 local epochs, 400–500 samples per client, batch 128. Every
 constant below is a field (or a preset option) so that it can be replaced when the paper's values
@@ -13,8 +13,8 @@ Per round, device n (active) with |D_n| samples processes ``P_n = E |D_n|`` samp
   devices);
 * uploads quantized activations and its client model:
   ``S_n(b) = P_n (L d b + side(b)) + 32 |θ_c|`` bits (side information per token when b < 32,
-  as in :func:`ste_opt.payload.payload_bits`), at rate ``B0 log2(1 + p h_{n,k} / (N0 B0))`` on its
-  subchannel k;
+  as in :func:`ste_opt.model.payload.payload_bits`), at rate
+  ``W_sc log2(1 + p h_{n,k} / (N0 W_sc))`` on its subchannel k of width ``W_sc = subchannel_hz``;
 * receives gradients at 32 bits and the global client model on the same subchannel at the server
   power P_S: ``G_n = P_n L d 32 + 32 |θ_c|`` bits.
 
@@ -27,26 +27,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import channel
-from ._scenario_base import ScenarioBase
-from .errors import InvalidScenarioError
-from .payload import SIDE_BITS_PER_TOKEN, payload_bits
-from .scenario import register_preset
-from .units import noise_psd_w_per_hz
+from ..errors import InvalidScenarioError
+from ..model import channel
+from ..model.convergence import convergence_margin, quantization_error
+from ..model.payload import SIDE_BITS_PER_TOKEN, payload_bits, valid_bit_width
+from ..units import noise_psd_w_per_hz
+from .base import ScenarioBase
+from .presets import register_preset
 
-__all__ = ["SFLAMScenario", "SFLAM_DEFAULTS", "BIT_SET", "quantization_error"]
+__all__ = ["SFLAMScenario", "SFLAM_DEFAULTS", "BIT_SET"]
 
 #: Default set of bit-widths (32 = no quantization, fp32).
 BIT_SET = (2, 4, 8, 16, 32)
 
 _DEVICE_FIELDS = ("distance_m", "path_gain", "p_max_w", "p_min_w", "cpu_freq_hz", "samples",
                   "memory_max_bytes", "deadline_s", "energy_max_j")
-
-
-def quantization_error(bits) -> np.ndarray:
-    """Normalized error factor of a b-bit uniform quantizer: ``q(b) = 1 / (2^b - 1)^2``."""
-    b = np.asarray(bits, dtype=float)
-    return 1.0 / np.expm1(b * np.log(2.0)) ** 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +66,7 @@ class SFLAMScenario(ScenarioBase):
 
     Scalars
     -------
-    subchannel_hz : B0, width of one subchannel (Hz); total bandwidth ``K B0``
+    subchannel_hz : W_sc, width of one subchannel (Hz); total bandwidth ``K W_sc``
     noise_psd_dbm_hz : N0 (dBm/Hz); server_power_w : P_S for the gradient downlink (W)
     local_epochs, batch, tokens, dim : E, batch size, L = 49 patch tokens, d = 768
     client_params, model_params : |θ_c| on the device and parameters of the whole model
@@ -84,6 +79,7 @@ class SFLAMScenario(ScenarioBase):
     image_size : input side (px), for the memory model
     bit_set : allowed bit-widths (subset of 1..16 ∪ {32})
     conv_a, conv_b0, conv_c, epsilon : convergence model ``R(b) = ⌈A / (ε − B0 − C q̄(b))⌉``
+        (:mod:`ste_opt.model.convergence`); ``conv_b0`` is the error floor B0, not a bandwidth
     """
 
     distance_m: np.ndarray
@@ -174,15 +170,14 @@ class SFLAMScenario(ScenarioBase):
             raise InvalidScenarioError("side_bits_per_token must be a non-negative integer",
                                        field="side_bits_per_token")
         vals = np.atleast_1d(np.asarray(self.bit_set, dtype=float))
-        if vals.size == 0 or np.any(vals != np.round(vals)) or \
-                np.any(~(((vals >= 1) & (vals <= 16)) | (vals == 32))):
+        if vals.size == 0 or not np.all(valid_bit_width(vals)):
             raise InvalidScenarioError(f"bit_set must be integers in 1..16 or 32, got {self.bit_set}",
                                        field="bit_set")
         bits = tuple(sorted({int(b) for b in vals}))
         object.__setattr__(self, "bit_set", bits)
         if not np.isfinite(self.noise_psd_dbm_hz):
             raise InvalidScenarioError("noise_psd_dbm_hz must be finite", field="noise_psd_dbm_hz")
-        if self.epsilon <= self.conv_b0 + self.conv_c * float(quantization_error(max(bits))):
+        if not convergence_margin(max(bits), self.conv_b0, self.conv_c, self.epsilon) > 0:
             raise InvalidScenarioError(
                 f"target epsilon = {self.epsilon:g} is unreachable: it must exceed conv_b0 + conv_c "
                 f"q(b) = {self.conv_b0 + self.conv_c * float(quantization_error(max(bits))):g} even "
@@ -270,7 +265,7 @@ class SFLAMScenario(ScenarioBase):
                 f"bit_set={self.bit_set})")
 
 
-#: Defaults of the "sflam" preset (authors' code where it exists, DESIGN/research proposals elsewhere).
+#: Defaults of the "sflam" preset (authors' code where it exists, docs/sflam.md proposals elsewhere).
 SFLAM_DEFAULTS = dict(
     population=50,                 # clients; n_devices of them are active in a round (code: 10 of 50)
     samples=(400, 500),            # |D_n| drawn uniformly (code)

@@ -1,4 +1,4 @@
-"""Semantic retention profiles and the STE metric (DESIGN §2, ST-SFLora Eq. 18–20).
+"""Semantic retention profiles and the STE metric (docs/MODEL.md §2, ST-SFLora Eq. 18–20).
 
 A profile ``alpha_bar[m, n]`` is device m's [CLS] attention at rank n (scores sorted in
 descending order per sample and summed rank by rank over the batch): non-increasing in n.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InvalidScenarioError
+from ..errors import InvalidScenarioError
 
 __all__ = ["FAMILIES", "parametric_profiles", "profile_from_attention", "retention_table",
            "validate_profiles", "ste"]
