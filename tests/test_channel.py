@@ -76,7 +76,7 @@ def test_rayleigh_fading_seeded_mean_one():
 
 # ---------------------------------------------------------------------------- inverse problems
 def test_min_bandwidth_hand_value():
-    # R(1 MHz) = 1 Mbit/s exactly, so 1 Mbit/s needs 1 MHz (rounded up by the 1e-12 safety)
+    # R(1 MHz) = 1 Mbit/s exactly, so 1 Mbit/s needs 1 MHz (rounded up by the 2e-12 safety)
     assert channel.min_bandwidth_hz(1e6, P, H, N0) == pytest.approx(1e6, rel=1e-11)
     assert channel.min_bandwidth_hz(2e6 / 3, P, H, N0) == pytest.approx(1e6 / 3, rel=1e-11)
     assert channel.min_bandwidth_hz(0.0, P, H, N0) == 0.0

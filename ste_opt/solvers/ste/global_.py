@@ -2,7 +2,7 @@
 
 Any allocation with straggler time in ``[τa, τb]`` has tokens that fit at ``τb`` (W_min is
 non-increasing in τ), so its STE is at most ``F_LP(τb) / τa`` with ``F_LP`` the knapsack's LP
-relaxation (:func:`ste_opt.solvers.knapsack.knapsack_at`, greedy and vectorized). The search
+relaxation (:func:`ste_opt.solvers.ste.knapsack.knapsack_at`, greedy and vectorized). The search
 starts from a geometric grid on ``[τ_lo, τ_max]`` (``τ_lo``: where the all-``k_lo`` allocation
 first fits; beyond ``τ_max`` no window grows, so the STE only falls), keeps the interval with the
 largest bound, splits it at its geometric midpoint and evaluates the knapsack there; the integer
@@ -49,7 +49,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     n_init : int
         Points of the initial geometric grid on ``[τ_lo, τ_max]``.
     tangent : bool
-        Use the tangent interval bound (:func:`ste_opt.solvers.knapsack.interval_bound`, much
+        Use the tangent interval bound (:func:`ste_opt.solvers.ste.knapsack.interval_bound`, much
         tighter, far fewer nodes); ``False`` uses the plain ``F_LP(τb)/τa``.
     cache_size : int
         Knapsack evaluations kept in memory (each holds two (M, L) tables).
