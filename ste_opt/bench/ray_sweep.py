@@ -103,7 +103,7 @@ def sweep_ray(*, num_cpus: int | None = None, address: str | None = None, cpus_p
     serial sweep. Rows equal the serial sweep's except :data:`TIMING_FIELDS` (jobs running side by
     side share the CPUs: keep ``num_cpus`` at most the physical cores for meaningful times).
     """
-    from . import bench
+    from . import solver_sweep as bench
 
     if "runner" in sweep_kwargs:
         raise TypeError("sweep_ray runs bench.run_instance; do not pass runner=")
