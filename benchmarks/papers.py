@@ -53,7 +53,7 @@ def _ste_sweep(seeds, **preset):
     """Mean STE and mean K (admitted devices) of alternating, the ablations and global."""
     from ste_opt import STEProblem, solve
     from ste_opt.errors import InfeasibleError
-    from ste_opt.scenario import make_scenario
+    from ste_opt.scenarios import make_scenario
 
     denom = preset.pop("denominator", "round")
     fixed_w = preset.pop("fixed_power_w", None)
@@ -249,7 +249,7 @@ def st_sflora(quick: bool) -> list[dict]:
 def table2() -> list[dict]:
     """ST-SFLora Table II from the analytic memory model (ViT-B/16, B = 64, cut 6, r 16)."""
     from ste_opt.learning_hooks.memory import estimate
-    from ste_opt.payload import payload_bits
+    from ste_opt.model.payload import payload_bits
 
     P = "ST-SFLora"
     cmd = "ste-opt memory --model vit_base_patch16_224 --batch 64 --cut 6 --rank 16 --tokens-kept 64"
@@ -304,7 +304,7 @@ def table2() -> list[dict]:
     tok64 = payload_bits(64, 64, 768, 32) / 8 / 2 ** 20
     out.append(row(P, "Table II token activations per batch", "3N/16 MB = 36.75 (N = 196); 3K/16 MB (K = 64: 12.0)",
                    f"{tok:.2f} MiB at N = 196; {tok64:.2f} MiB at K = 64 (+[CLS] + merged token)",
-                   "python -c 'from ste_opt.payload import payload_bits; print(payload_bits(64, 64, 768, 32))'",
+                   "python -c 'from ste_opt.model.payload import payload_bits; print(payload_bits(64, 64, 768, 32))'",
                    MATCH, "B·D·32 bits per token = 3/16 MiB (the paper's \"MB\" is MiB); ours adds the 2 extra tokens"))
     e = ests["fedlora"]["fused"]
     lora = (e.client.grads - (768 * 100 + 100) * 4) / 2 ** 20
@@ -321,7 +321,7 @@ def table2() -> list[dict]:
 def tsflora_ratios(batch: int = 64, dim: int = 768, tokens: int = 50) -> list[dict]:
     """Uplink ratio fp32 with all ``tokens`` / b-bit with w tokens on the wire (payload formula:
     tokens × D × bits + fp16 scale/offset per token below 32 bits), ViT-B/32 by default."""
-    from ste_opt.payload import payload_bits
+    from ste_opt.model.payload import payload_bits
 
     base = payload_bits(batch, tokens, dim, 32, extra_tokens=0)
     return [{"tokens on the wire": w, **{f"{b}-bit": base / payload_bits(batch, w, dim, b, extra_tokens=0)
@@ -330,7 +330,7 @@ def tsflora_ratios(batch: int = 64, dim: int = 768, tokens: int = 50) -> list[di
 
 def tsflora() -> tuple[list[dict], list[dict]]:
     from ste_opt.learning_hooks.memory import estimate
-    from ste_opt.payload import payload_bits
+    from ste_opt.model.payload import payload_bits
 
     P = "TSFLora"
     rows = []
@@ -427,7 +427,7 @@ def sflam() -> list[dict]:
     from benchmarks.sflam import compare
     from ste_opt.learning_hooks.sflam_convergence import fitted_preset_options
     from ste_opt.problems.sflam import SFLAMProblem
-    from ste_opt.scenario import make_scenario
+    from ste_opt.scenarios import make_scenario
 
     cmd = "python -m benchmarks.papers"
     for label, opts in (("placeholder constants", {}), ("fitted constants", fitted_preset_options())):
@@ -455,8 +455,8 @@ def sflam() -> list[dict]:
                 out.append(f"ω={w:g}: " + "/".join(f"{v}b×{n}" for v, n in zip(vals, cnt, strict=True)))
             return ", ".join(out)
 
-        from ste_opt.problems.sflam import rounds_to_target
-        from ste_opt.scenario_sflam import SFLAM_DEFAULTS
+        from ste_opt.model.convergence import rounds_to_target
+        from ste_opt.scenarios.sflam import SFLAM_DEFAULTS
 
         def r_of(c):
             vals = []

@@ -27,8 +27,7 @@ VARIANTS = {"preset": {}, "κ = 1e-30": {"kappa": 1e-30}}
 
 
 def _rounds_table(const_sets):
-    from ste_opt.problems.sflam import rounds_to_target
-    from ste_opt.scenario_sflam import quantization_error
+    from ste_opt.model.convergence import quantization_error, rounds_to_target
 
     rows = []
     for label, c in const_sets.items():
@@ -53,9 +52,9 @@ def main(argv=None) -> int:
     from ste_opt.errors import SolverError
     from ste_opt.learning_hooks.sflam_convergence import fitted_preset_options, load_or_fit
     from ste_opt.problems.sflam import SFLAMProblem
-    from ste_opt.scenario import make_scenario
-    from ste_opt.scenario_sflam import SFLAM_DEFAULTS
-    from ste_opt.solvers.sflam_bcd import power_step_exact, power_step_sca
+    from ste_opt.scenarios import make_scenario
+    from ste_opt.scenarios.sflam import SFLAM_DEFAULTS
+    from ste_opt.solvers.sflam.power import power_step_exact, power_step_sca
 
     t_start = time.perf_counter()
     seeds = range(2 if args.quick else args.seeds)

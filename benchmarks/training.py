@@ -177,7 +177,7 @@ def _section(rows, rounds, args, pre, demo) -> str:
                      f"adapters that FedAvg also uploads: {comm_tot:.2f}×.")
         t60 = by.get("tsflora_8bit_60")
         if t60:
-            from ste_opt.payload import payload_bits
+            from ste_opt.model.payload import payload_bits
 
             # the paper's setting: ViT-B/32 (50 tokens, D 768), B 64, fp32 baseline
             r32 = {w: payload_bits(64, 50, 768, 32, extra_tokens=0) / payload_bits(64, w, 768, 8, extra_tokens=0)

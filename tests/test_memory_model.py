@@ -14,7 +14,8 @@ import pytest
 
 from ste_opt.cli import main
 from ste_opt.errors import InvalidScenarioError
-from ste_opt.learning_hooks.memory import ViTSpec, estimate, measure, vit_spec
+from ste_opt.learning_hooks.memory import ViTSpec, estimate, vit_spec
+from ste_opt.learning_hooks.memory_measure import measure
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, mlp_ratio=2.0)
 SPEC = ViTSpec(depth=3, embed_dim=32, num_heads=2, patch_size=8, img_size=32, mlp_ratio=2.0,

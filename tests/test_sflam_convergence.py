@@ -16,13 +16,13 @@ from ste_opt.learning_hooks.sflam_convergence import (
     PilotRow,
     default_epsilon,
     fitted_preset_options,
-    fitted_sflam_schedule,
     load_or_fit,
     run_pilots,
 )
-from ste_opt.problems.sflam import SFLAMProblem, rounds_to_target
-from ste_opt.scenario import make_scenario
-from ste_opt.scenario_sflam import SFLAM_DEFAULTS
+from ste_opt.model.convergence import rounds_to_target
+from ste_opt.problems.sflam import SFLAMProblem
+from ste_opt.scenarios import make_scenario
+from ste_opt.scenarios.sflam import SFLAM_DEFAULTS
 
 PILOTS_CSV = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "closed_loop_sflam_pilots.csv"
 
@@ -81,7 +81,8 @@ def test_run_pilots_rows_and_schedule(tmp_path):
     rows = run_pilots(lambda b: [0.3, 0.2, 0.1] if b < 8 else [0.2, 0.1, 0.05], bits=(4, 8))
     assert {r.bits for r in rows} == {4, 8}
     assert all(r.rounds_to_target >= 1 or math.isinf(r.rounds_to_target) for r in rows)
-    sched = fitted_sflam_schedule(tmp_path, method="bcd")
-    opts = sched.scenario_options["preset_options"]
-    assert sched.kind == "sflam" and opts["conv_a"] == pytest.approx(sched.convergence["conv_a"])
-    assert (tmp_path / FILE_NAME).is_file()
+    from ste_opt.learning_hooks.solver_schedule import SolverSchedule
+
+    consts = load_or_fit(tmp_path)
+    sched = SolverSchedule(kind="sflam", scenario_options={"convergence": consts})
+    assert sched.kind == "sflam" and sched.scenario_options["convergence"]["conv_a"] == consts["conv_a"]

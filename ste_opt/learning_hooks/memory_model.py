@@ -27,7 +27,7 @@ its decoded input. The client adds the selection indices (8·N bytes per sample)
 weights (N − K) and the gather's source (the last block's output, T·D) when it selects tokens
 and is trained. These per-op terms were read off
 ``torch.autograd.graph.saved_tensors_hooks`` on timm's ``VisionTransformer`` (torch 2.x, CPU).
-Tests compare :func:`estimate` with :func:`measure` (the real roles and meter, one step) on
+Tests compare :func:`estimate` with :func:`~.memory_measure.measure` (the real roles and meter) on
 small ViTs; see ``docs/memory.md`` for the residual differences.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from ..errors import InvalidScenarioError
 
 __all__ = ["ViTSpec", "SideEstimate", "MemoryEstimate", "METHODS", "OPTIMIZERS", "PRECISIONS",
-           "vit_spec", "estimate", "measure", "estimate_table"]
+           "vit_spec", "estimate", "estimate_table", "canonical_method"]
 
 #: name -> (depth, width, heads); mlp_ratio 4 unless given. The timm ViT families.
 _FAMILIES = {"tiny": (12, 192, 3), "small": (12, 384, 6), "base": (12, 768, 12),
@@ -224,7 +224,8 @@ def _payload_bytes(batch: int, tokens: int, dim: int, bits: int) -> int:
     return body + side
 
 
-def _canon(method: str) -> str:
+def canonical_method(method: str) -> str:
+    """The method's canonical name (aliases and case folded); raises on an unknown one."""
     m = method.strip().lower().replace("_", "-")
     m = ALIASES.get(m, m)
     if m not in METHODS:
@@ -275,7 +276,7 @@ def estimate(model: str | ViTSpec | Mapping = "vit_base_patch16_224", *, method:
     if isinstance(model, ViTSpec) and num_classes is not None:
         spec = replace(spec, num_classes=num_classes)
     spec.validate()
-    meth = _canon(method)
+    meth = canonical_method(method)
     if precision not in PRECISIONS:
         raise InvalidScenarioError(f"precision must be one of {sorted(PRECISIONS)}", field="precision")
     if optimizer not in OPTIMIZERS:
@@ -378,54 +379,3 @@ def estimate_table(est: MemoryEstimate, unit: str = "MiB") -> list[dict]:
         rows.append({"component": comp, f"client ({unit})": getattr(est.client, comp) / scale,
                      f"server ({unit})": getattr(est.server, comp) / scale})
     return rows
-
-
-# --------------------------------------------------------------------------- measurement
-
-def measure(model: str = "vit_compact", *, method: str = "sflora", batch: int = 8, cut: int = 3,
-            lora_rank: int = 8, lora_targets=("qkv",), tokens_kept: int | None = None,
-            bits: int | None = None, grad_bits: int = 32, num_classes: int = 10, seed: int = 0,
-            attention: str = "fused", **model_overrides) -> dict:
-    """Run ONE real training step of ``method`` through the project's roles and meter (random
-    weights and images); returns ``{"client": MemoryReport, "server": MemoryReport | None}``.
-    Small models only (it builds the model); this is the ground truth :func:`estimate` is tested
-    against."""
-    import numpy as np
-    import torch
-
-    from .data import ImageDataset
-    from .roles import ClientRole, FedLoRAClientRole, ServerRole, unframe
-    from .schedule import ClientPlan
-    from .split import build_vit, split_vit
-
-    meth = _canon(method)
-    torch.manual_seed(seed)
-    vit = build_vit(model, num_classes=num_classes, **model_overrides)
-    for blk in vit.blocks:
-        blk.attn.fused_attn = attention == "fused"
-    whole = meth in ("fedlora", "locallora")
-    c_lora = whole or meth in ("splitlora", "sflora", "tsflora")
-    sm = split_vit(vit, vit.blocks.__len__() if whole else cut, num_classes, lora_rank=lora_rank,
-                   lora_alpha=2 * lora_rank, lora_targets=tuple(lora_targets), client_lora=c_lora, seed=seed)
-    size, ch = int(sm.client.patch_embed.img_size[0]), int(sm.client.patch_embed.proj.in_channels)
-    rng = np.random.default_rng(seed)
-    data = ImageDataset(torch.from_numpy(rng.standard_normal((batch, ch, size, size)).astype(np.float32)),
-                        torch.from_numpy(rng.integers(0, num_classes, batch)), num_classes, size)
-    optim = {"lr": 0.01, "momentum": 0.9, "weight_decay": 0.0}
-    k = tokens_kept if meth in ("st-sflora", "tsflora") else None
-    plan = ClientPlan(tokens_kept=k, bits=32 if bits is None else int(bits))
-    if whole:
-        role = FedLoRAClientRole(0, sm.client, sm.server, data, batch_size=batch, optim=optim, local_steps=2)
-        role.begin_round(0, plan, None)
-        for s in range(2):   # the second step sees the optimizer state
-            role.local_step(0, s)
-        return {"client": role.stats["memory"], "server": None}
-    client = ClientRole(0, sm.client, data, batch_size=batch, optim=optim, local_steps=2)
-    server = ServerRole(sm.server, optim=optim, grad_bits=grad_bits)
-    server.begin_round(0, None)
-    client.begin_round(0, plan, None)
-    for s in range(2):
-        msg = client.forward(0, s)
-        header, body = unframe(msg)
-        client.backward(server.step(body, header))
-    return {"client": client.stats["memory"], "server": server.stats[0]["memory"]}

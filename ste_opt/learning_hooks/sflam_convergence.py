@@ -12,8 +12,10 @@ reach test-error targets ε (``benchmarks/closed_loop.py --parts sflam``).
 - :func:`fit_pilots` fits A, B0, C (``ste_opt.problems.sflam.fit_convergence_model``);
 - :func:`load_or_fit` keeps ``convergence.json`` (pilot rows, fit, ε) in a run folder: an existing
   file is reused, ``refit=True`` runs new pilots (``run_pilots``) or refits the given rows;
-- :func:`fitted_preset_options` / :func:`fitted_sflam_schedule` hand the constants to the SFLAM
-  closed loop (``SolverSchedule(kind="sflam")``).
+- :func:`fitted_preset_options` hands the constants to the ``"sflam"`` preset. The SFLAM closed
+  loop (``SolverSchedule(kind="sflam")``) uses ``load_or_fit(trainer.run_dir)`` by default; to
+  refit, pass the result of ``load_or_fit(run_dir, refit=True, train=...)`` as
+  ``scenario_options={"convergence": constants}``.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import numpy as np
 from ..errors import InvalidScenarioError
 
 __all__ = ["PilotRow", "DEFAULT_PILOTS", "FILE_NAME", "fit_pilots", "rounds_to_reach", "run_pilots",
-           "load_or_fit", "fitted_preset_options", "fitted_sflam_schedule", "default_epsilon"]
+           "load_or_fit", "fitted_preset_options", "default_epsilon"]
 
 FILE_NAME = "convergence.json"
 
@@ -57,7 +59,7 @@ def default_epsilon(pilots: Sequence[PilotRow] = DEFAULT_PILOTS) -> float:
 
 def fit_pilots(pilots: Sequence[PilotRow] = DEFAULT_PILOTS):
     """A, B0, C fitted to the pilot rows (a :class:`~ste_opt.problems.sflam.ConvergenceFit`)."""
-    from ..problems.sflam import fit_convergence_model
+    from ..model.convergence import fit_convergence_model
 
     if not pilots:
         raise InvalidScenarioError("no pilot rows to fit", field="pilots")
@@ -141,18 +143,3 @@ def fitted_preset_options(constants: Mapping | None = None, **extra) -> dict:
     c = load_or_fit() if constants is None else constants
     return {"conv_a": float(c["conv_a"]), "conv_b0": float(c["conv_b0"]), "conv_c": float(c["conv_c"]),
             "epsilon": float(c["epsilon"]), **extra}
-
-
-def fitted_sflam_schedule(run_dir: str | Path | None = None, *, refit: bool = False,
-                          train: Callable[[int], Sequence[float]] | None = None,
-                          epsilon: float | None = None, preset_options: Mapping | None = None, **schedule_kw):
-    """A ``SolverSchedule(kind="sflam")`` whose scenario uses the fitted constants (stored in
-    ``run_dir/convergence.json``; see :func:`load_or_fit`)."""
-    from .solver_schedule import SolverSchedule
-
-    consts = load_or_fit(run_dir, refit=refit, train=train, epsilon=epsilon)
-    opts = dict(schedule_kw.pop("scenario_options", {}) or {})
-    opts["preset_options"] = fitted_preset_options(consts, **dict(preset_options or {}))
-    sched = SolverSchedule(kind="sflam", scenario_options=opts, **schedule_kw)
-    sched.convergence = consts
-    return sched
