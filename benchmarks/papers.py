@@ -351,8 +351,8 @@ def tsflora() -> tuple[list[dict], list[dict]]:
                     f"by the payload formula (tokens × D × bits + fp16 scale/offset per token) 6.8× is 8-bit with "
                     f"{best8['tokens on the wire']} tokens on the wire; 8-bit with 30 tokens is "
                     f"{at[30]['8-bit']:.2f}× and with 40 tokens {at[40]['8-bit']:.2f}×, so the paper's headline is "
-                    "the 30-token operating point (29 on the wire, or 30 if the side information is not counted), "
-                    f"not the 40-token one; at 4 bits even all 50 tokens give {ratio_rows[-1]['4-bit']:.2f}×"))
+                    f"the ≈ 30-token operating point ({best8['tokens on the wire']} tokens on the wire give "
+                    f"{best8['8-bit']:.2f}×), not the 40-token one; at 4 bits even all 50 tokens give {ratio_rows[-1]['4-bit']:.2f}×"))
     fp32_batch = base / 8 / 1e6
     per = {w: payload_bits(B, w, D, 8, extra_tokens=0) / 8 / 1e6 for w in range(10, 51)}
     n_fp32 = 233.5 / fp32_batch
