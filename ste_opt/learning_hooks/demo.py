@@ -230,7 +230,7 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
     scen = sched.scenario
     summary = {
         "config": cfg, "method": method, "certify": cert, "bits": bits, "seed": seed,
-        "model_spec": {k: v for k, v in tr_s.model_spec().items() if k != "local_steps"},
+        "model_spec": {k: v for k, v in tr_s.model_spec().as_dict().items() if k != "local_steps"},
         "scenario": {"devices": scen.n_devices, "bandwidth_hz": scen.bandwidth_hz, "batch": scen.batch,
                      "n_patches": scen.n_patches, "dim": scen.dim, "bits": scen.bits, "k_min": scen.k_min,
                      "ref_loss_db": scen.ref_loss_db, **scen.meta.get("closed_loop", {})},

@@ -40,6 +40,7 @@ from .federated import (
 )
 from .roles import ClientRole, FedLoRAClientRole, ServerRole, get_backend
 from .schedule import ClientPlan, Schedule, StaticSchedule, validate_plan
+from .spec import ModelSpec, PlanContext
 from .split import build_vit, load_trainable_state, split_vit, trainable_state
 
 __all__ = ["SplitFedTrainer", "ClientDataHook"]
@@ -175,12 +176,19 @@ class SplitFedTrainer:
     def client_sizes(self) -> dict[int, int]:
         return {c: r.num_examples for c, r in self.clients.items()}
 
-    def model_spec(self) -> dict:
+    def model_spec(self) -> ModelSpec:
         """The trained model's real numbers, for schedules that predict bits/latency."""
-        return {"num_patches": self.num_patches, "embed_dim": self.embed_dim, "batch_size": self.batch_size,
-                "cut_layer": int(self.config["model"]["cut_layer"]), "depth": int(self.config["model"]["depth"]),
-                "num_prefix_tokens": self.model.client.num_prefix_tokens,
-                "local_steps": {c: r.loader.steps for c, r in self.clients.items()}}
+        return ModelSpec(num_patches=int(self.num_patches), embed_dim=int(self.embed_dim),
+                         batch_size=self.batch_size, local_steps={c: r.loader.steps for c, r in self.clients.items()},
+                         client_sizes=self.client_sizes, cut_layer=int(self.config["model"]["cut_layer"]),
+                         depth=int(self.config["model"]["depth"]),
+                         num_prefix_tokens=int(self.model.client.num_prefix_tokens),
+                         client_params=int(sum(np.asarray(v).size for v in self.client_global.values())),
+                         image_size=int(self.config["data"]["image_size"]))
+
+    def plan_context(self) -> PlanContext:
+        """What a schedule sees of this trainer: the model spec and :meth:`client_cls_profiles`."""
+        return PlanContext(self.model_spec(), self.client_cls_profiles)
 
     def set_client_data(self, client_id: int, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Replace a client's training data (e.g. after generating synthetic samples)."""
@@ -264,7 +272,7 @@ class SplitFedTrainer:
         f = self.config["federation"]
         t_round = time.perf_counter()
         ids = sample_clients(self.num_clients, int(f["clients_per_round"]), seed=self.seed, round_idx=round_idx)
-        raw = self.schedule.plan(round_idx, ids, self)
+        raw = self.schedule.plan(round_idx, ids, self.plan_context())
         plans: dict[int, ClientPlan | None] = {}
         for c in ids:
             p = raw.get(c) if isinstance(raw, Mapping) else None
