@@ -27,7 +27,12 @@ from ..spec import PlanContext
 from .admission import build_with_admission
 from .predict import round_upload_bits, solution_bits
 from .records import RoundRecords, certified_gap, solution_prediction
-from .scaling import check_scenario_matches, round_scenario, scenario_for_model, sflam_scenario_for_model
+from .scaling import (
+    check_scenario_matches,
+    round_scenario,
+    scenario_for_model,
+    sflam_scenario_for_model,
+)
 
 __all__ = ["SolverSchedule"]
 
