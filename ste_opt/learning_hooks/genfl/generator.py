@@ -9,7 +9,7 @@ with the label replaced by a *null class* (id ``num_classes``) with probability
 ``label_dropout`` so that classifier-free guidance (CFG) is available at sampling time.
 Sampling integrates ``dx/dt = v`` from t = 0 (Gaussian noise) to t = 1 with a deterministic
 Euler scheme; CFG uses ``v = v_cond + w * (v_cond - v_null)`` (``w = 0``: no guidance, the best
-diversity; see ``../shared/research/genfl.md``).
+diversity: docs/genfl.md).
 
 Training stops after a fixed number of optimiser steps (reproducible); an optional CPU-time cap
 is a convenience and the steps actually reached are recorded. The exponential moving average (EMA)
