@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import InvalidScenarioError
-from ..semantics import profile_from_attention, validate_profiles
+from ..model.semantics import profile_from_attention, validate_profiles
 from .spec import ModelSpec, PlanContext
 
 __all__ = ["calibrate_profiles", "profiles_matrix", "profile_uplink_bits", "samples_measured",

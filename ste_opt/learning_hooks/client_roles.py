@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidScenarioError
+from ..model.payload import tokens_on_wire
 from .compress import Payload, compress_tokens, decode
 from .data import ImageDataset
 from .federated import numpy_to_state, state_to_numpy
@@ -27,7 +28,6 @@ from .memory import MemoryReport, SavedTensorMeter, optimizer_state_bytes, param
 from .results import ClientRoundResult, ClientStats
 from .schedule import ClientPlan
 from .split import ClientModule, ServerModule, load_trainable_state, trainable_state
-from .uplink import tokens_on_wire
 
 __all__ = ["make_sgd", "LocalData", "ClientRole", "FedLoRAClientRole"]
 

@@ -18,19 +18,13 @@ the round, all starting from the global copy; ``end_round()`` returns them for F
 This module gathers the names under their historical import path; the code lives in
 :mod:`.framing`, :mod:`.client_roles`, :mod:`.server_role` and :mod:`.backends` (``base``: the
 :class:`~ste_opt.learning_hooks.backends.base.Backend` protocol and template round loop;
-``local``: :class:`LocalBackend`).
+``local``: :class:`LocalBackend`; ``registry``: :func:`get_backend`).
 """
 from __future__ import annotations
 
-from .backends.base import (
-           BACKEND_MODULES,
-           Backend,
-           RoundJob,
-           RoundTemplate,
-           attach_server_copies,
-           get_backend,
-)
+from .backends.base import Backend, RoundJob, RoundTemplate, attach_server_copies
 from .backends.local import LocalBackend
+from .backends.registry import BACKEND_MODULES, get_backend
 from .client_roles import ClientRole, FedLoRAClientRole, LocalData, make_sgd
 from .framing import frame, unframe
 from .results import ClientRoundResult, ClientStats, ServerStats

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import InvalidScenarioError
+from ..model.payload import valid_bit_width
 
 if TYPE_CHECKING:
     from .spec import PlanContext
@@ -56,7 +57,7 @@ def validate_plan(plan: ClientPlan, num_patches: int, client: int | None = None)
         raise InvalidScenarioError(
             f"tokens_kept={plan.tokens_kept} outside [0, {num_patches}]", field="tokens_kept",
             device=client)
-    if not (1 <= int(plan.bits) <= 16 or int(plan.bits) == 32):
+    if not valid_bit_width(int(plan.bits)):
         raise InvalidScenarioError(f"bits={plan.bits} must be 1..16 or 32", field="bits",
                                    device=client)
     return plan

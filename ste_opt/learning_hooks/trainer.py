@@ -24,7 +24,7 @@ import torch.nn.functional as F
 import yaml
 
 from ..errors import InvalidScenarioError
-from .backends.base import get_backend
+from .backends.registry import get_backend
 from .client_roles import ClientRole, FedLoRAClientRole
 from .compress import fake_quantize, select_and_merge
 from .config import default_checkpoint_path, load_config, tokens_kept_for

@@ -5,7 +5,7 @@ gradient frames, adapter dicts) and implements ``run_round(...)``; see ``roles.L
 
 - ``ray_backend``     :class:`RayBackend`: client-worker actors and one server actor (Ray)
 - ``flower_backend``  :class:`FlowerBackend`: a Flower ServerApp drives the exchanges
-  (simulation engine in-process, or a deployed SuperLink + SuperNodes via ``flower_app``)
+  (simulation engine in-process, or a deployed SuperLink + SuperNodes via ``learning_hooks/flower_app``)
 
 Nothing here is imported eagerly: Ray and Flower load only when a backend is built.
 """

@@ -14,7 +14,6 @@ warns about failed clients, and refuses a round in which every client failed.
 """
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,12 +21,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ...errors import InvalidScenarioError, SolverError
+from ...errors import SolverError
 from ..results import ClientRoundResult
 from ..schedule import ClientPlan
 
-__all__ = ["Backend", "RoundJob", "RoundTemplate", "attach_server_copies", "get_backend",
-           "BACKEND_MODULES"]
+__all__ = ["Backend", "RoundJob", "RoundTemplate", "attach_server_copies"]
 
 
 @dataclass(frozen=True)
@@ -118,28 +116,3 @@ def attach_server_copies(results: dict[int, ClientRoundResult], server) -> dict[
             res.server_state = copies.get(c, {})
             res.server_stats = server.stats.get(c)
     return results
-
-
-#: Short backend names -> modules of :mod:`ste_opt.learning_hooks.backends`.
-BACKEND_MODULES = {"ray": "ray_backend", "flower": "flower_backend"}
-
-
-def get_backend(name: str | Backend = "local", **kwargs) -> Backend:
-    """``"local"``, ``"ray"``, ``"flower"`` (or a module name of
-    :mod:`ste_opt.learning_hooks.backends`, whose ``Backend(**kwargs)`` is built), or an object
-    implementing the :class:`Backend` protocol."""
-    if name == "local":
-        from .local import LocalBackend
-
-        return LocalBackend()
-    if not isinstance(name, str):
-        if not isinstance(name, Backend):
-            raise InvalidScenarioError(
-                f"backend {type(name).__name__} does not implement the Backend protocol "
-                "(name, last_failures, run_round, close)", field="backend")
-        return name
-    try:
-        mod = importlib.import_module(f"ste_opt.learning_hooks.backends.{BACKEND_MODULES.get(name, name)}")
-    except ImportError as exc:
-        raise InvalidScenarioError(f"unknown backend {name!r}", field="backend") from exc
-    return mod.Backend(**kwargs)

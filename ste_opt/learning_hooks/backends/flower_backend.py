@@ -41,7 +41,7 @@ Engines
   rounds; :meth:`FlowerBackend.close` stops it. The clients' roles are shipped to the engine once
   through Ray's object store. About 0.1 s per message (Flower's dispatch tick).
 - **deployment**: ``FlowerBackend(grid=grid)`` inside a ServerApp; see
-  ``ste_opt/learning_hooks/backends/flower_app`` and ``docs/distributed.md``.
+  ``ste_opt/learning_hooks/flower_app`` and ``docs/distributed.md``.
 
 Telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``) unless the caller set it.
 """

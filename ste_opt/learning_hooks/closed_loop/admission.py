@@ -5,8 +5,8 @@ alone, and raises :class:`~ste_opt.errors.InfeasibleError` when the admitted dev
 cannot fit K_min in the bandwidth budget. A training round must still go on: this module drops the
 device that needs the most bandwidth at K_min (each using its whole window at the whole-window
 power) and builds the problem again, until it builds. The per-device need is the problem's own
-admission number (``STEProblem.w_need_min``, computed on the same scenario without a bandwidth
-budget), not a copy of the formula.
+admission number (``STEProblem.w_need_min``), from :func:`ste_opt.model.allocation.admit` (the one
+home of admission).
 """
 from __future__ import annotations
 
@@ -15,25 +15,19 @@ from collections.abc import Callable
 import numpy as np
 
 from ...errors import InfeasibleError
+from ...model.allocation import admit
 
 __all__ = ["bandwidth_need_at_kmin", "build_with_admission"]
 
-#: A bandwidth budget no device reaches: admission then only tests each device's own limits.
-_UNBOUNDED_HZ = 1e300
-
 
 def bandwidth_need_at_kmin(scenario) -> np.ndarray:
-    """Least bandwidth (Hz) of each device to send K_min alone in its whole window; ``inf`` for a
-    device that cannot (its window is empty or its rate limit too low)."""
-    from ...problems.ste import STEProblem
-
-    need = np.full(scenario.n_devices, np.inf)
-    try:
-        free = STEProblem(scenario.replace(bandwidth_hz=_UNBOUNDED_HZ))
-    except InfeasibleError:         # no device fits even alone
-        return need
-    need[free.active] = free.w_need_min
-    return need
+    """Least bandwidth (Hz) of each device to send K_min alone in its whole window, at the
+    whole-window power; ``inf`` for a device that cannot (empty window or energy, rate limit too
+    low)."""
+    window = scenario.standing_time_s - scenario.compute_time_s
+    need, _, _ = admit(scenario.payload_bits(scenario.k_min), window, scenario.p_max_w,
+                       scenario.energy_max_j, scenario.gain, scenario.noise_psd_w_hz, np.inf)
+    return np.asarray(need, dtype=float)
 
 
 def build_with_admission(problem_factory: Callable, scenario):

@@ -1,7 +1,7 @@
 """Predicting a round's bits: what each client will measure, and the solution's S_m."""
 from __future__ import annotations
 
-from ...payload import payload_bits
+from ...model.payload import payload_bits
 from ..spec import ModelSpec
 from ..uplink import upload_bits
 

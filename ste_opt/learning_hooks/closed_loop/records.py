@@ -17,9 +17,9 @@ def _value(array, i: int) -> float:
 def solution_prediction(solution, i: int) -> dict[str, float]:
     """Device ``i``'s predicted latency, energy, uplink time, bandwidth, power and retention in a
     solution (``nan`` where the solution does not state it)."""
-    return {"latency_s": float(solution.latency[i]), "energy_j": float(solution.energy[i]),
-            "uplink_time_s": _value(solution.uplink_time, i),
-            "bandwidth_hz": _value(solution.bandwidth, i), "power_w": _value(solution.power, i),
+    return {"latency_s": float(solution.latency_s[i]), "energy_j": float(solution.energy_j[i]),
+            "uplink_time_s": _value(solution.uplink_time_s, i),
+            "bandwidth_hz": _value(solution.bandwidth_hz, i), "power_w": _value(solution.power_w, i),
             "retention": _value(solution.retention, i)}
 
 

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ...errors import InvalidScenarioError
-from ...payload import payload_bits
+from ...model.payload import payload_bits
 from ..spec import ModelSpec
 
 __all__ = ["FADING_STREAM", "scenario_for_spec", "scenario_for_model", "sflam_scenario_for_model",
@@ -59,7 +59,7 @@ def scenario_for_spec(n_devices: int, *, n_patches: int, dim: int, batch: int, b
     -------
     Scenario, with ``meta["closed_loop"]`` recording ρ and the rule.
     """
-    from ...scenario import make_scenario
+    from ...scenarios import make_scenario
 
     base = make_scenario(preset, n_devices=int(n_devices), seed=seed, **dict(preset_options or {}))
     n, d, b, q = int(n_patches), int(dim), int(batch), int(bits)
@@ -121,7 +121,7 @@ def sflam_scenario_for_model(spec: ModelSpec, *, seed: int | None = 0, scale: fl
     ``compute="paper"`` rescales the client and server FLOPs per sample to keep the preset's mean
     compute and server times. The memory limit is lifted (the preset's memory model is ViT-B/32's).
     """
-    from ...scenario import make_scenario
+    from ...scenarios import make_scenario
 
     n_clients = spec.num_clients
     base = make_scenario("sflam", n_devices=n_clients, seed=seed, **dict(preset_options or {}))

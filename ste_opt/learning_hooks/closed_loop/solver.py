@@ -164,7 +164,7 @@ class SolverSchedule(RoundRecords):
             if i in excluded_pos:
                 continue
             k = None if sol.tokens is None else int(sol.tokens[i])
-            b = int(sol.bits[i]) if sol.bits is not None else self.bits
+            b = int(sol.bit_width[i]) if sol.bit_width is not None else self.bits
             exact = round_upload_bits(spec, c, k, b)
             pred = {**solution_prediction(sol, i), "solution_bits": solution_bits(scen, i, k, b),
                     "predicted_bits": exact, "calibration_bits": calib_bits}
