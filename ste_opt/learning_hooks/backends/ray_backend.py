@@ -13,7 +13,7 @@ Layout
 Order of server updates (``server_order``)
 ------------------------------------------
 ``"deterministic"`` (default): the driver submits every call of the round up front. A worker runs
-its clients one after the other (as :class:`~ste_opt.learning_hooks.roles.LocalBackend` does), and
+its clients one after the other (as :class:`~ste_opt.learning_hooks.backends.local.LocalBackend` does), and
 the server serves the workers round-robin by local step: a fixed order. Ray executes the calls of
 one caller on one actor in submission order, so the schedule is reproducible. ``"arrival"``: every
 worker drives its own clients (``forward`` → ``server.step`` → ``backward``) and the server serves
