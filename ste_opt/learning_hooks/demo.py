@@ -182,10 +182,10 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
     unless ``out`` is given: then each trainer writes under ``out/<run>/``).
     """
     from ..solvers import list_methods
+    from .closed_loop import CostedSchedule, SolverSchedule
     from .config import load_config, merge
     from .data import load_splits
     from .schedule import StaticSchedule
-    from .closed_loop import CostedSchedule, SolverSchedule
     from .trainer import SplitFedTrainer
 
     cfg = load_config(config)
