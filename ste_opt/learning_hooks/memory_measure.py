@@ -44,7 +44,7 @@ def measure(model: str = "vit_compact", *, method: str = "sflora", batch: int = 
         role.begin_round(0, plan, None)
         for s in range(2):   # the second step sees the optimizer state
             role.local_step(0, s)
-        return {"client": role.stats["memory"], "server": None}
+        return {"client": role.stats.memory, "server": None}
     client = ClientRole(0, sm.client, data, batch_size=batch, optim=optim, local_steps=2)
     server = ServerRole(sm.server, optim=optim, grad_bits=grad_bits)
     server.begin_round(0, None)
@@ -53,4 +53,4 @@ def measure(model: str = "vit_compact", *, method: str = "sflora", batch: int = 
         msg = client.forward(0, s)
         header, body = unframe(msg)
         client.backward(server.step(body, header))
-    return {"client": client.stats["memory"], "server": server.stats[0]["memory"]}
+    return {"client": client.stats.memory, "server": server.stats[0].memory}
