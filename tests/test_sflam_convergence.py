@@ -86,3 +86,17 @@ def test_run_pilots_rows_and_schedule(tmp_path):
     consts = load_or_fit(tmp_path)
     sched = SolverSchedule(kind="sflam", scenario_options={"convergence": consts})
     assert sched.kind == "sflam" and sched.scenario_options["convergence"]["conv_a"] == consts["conv_a"]
+
+
+def test_closed_loop_scenario_uses_and_stores_the_fit(tmp_path):
+    from ste_opt.learning_hooks.closed_loop.scaling import sflam_scenario_for_model
+    from ste_opt.learning_hooks.spec import ModelSpec
+
+    spec = ModelSpec(num_patches=16, embed_dim=32, batch_size=8, local_steps={0: 2, 1: 2, 2: 2},
+                     client_sizes={0: 16, 1: 16, 2: 16}, cut_layer=1, depth=2, num_prefix_tokens=1,
+                     client_params=100, image_size=32)
+    fitted = sflam_scenario_for_model(spec, convergence_dir=tmp_path)
+    assert (tmp_path / FILE_NAME).is_file()
+    assert fitted.conv_a == pytest.approx(load_or_fit(tmp_path)["conv_a"])
+    placeholder = sflam_scenario_for_model(spec, convergence="preset")
+    assert placeholder.conv_a == SFLAM_DEFAULTS["conv_a"] != fitted.conv_a
