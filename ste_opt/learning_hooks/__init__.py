@@ -9,7 +9,10 @@ Everything torch/timm/peft lives here and is imported lazily by the modules that
 - ``uplink``        the tokens-on-the-wire rule and the bits of one upload
 - ``federated``     partitions, client sampling, ``Aggregator`` protocol, ``FedAvg``
 - ``data``          digits / CIFAR-10/100 / Tiny-ImageNet from local files
-- ``memory``        training-memory accounting (bytes)
+- ``memory``        training-memory accounting (bytes): the meter, and ``estimate`` (re-exported
+                    from ``memory_model``, the analytic model of any timm ViT and method);
+                    ``memory_measure``: one real step through the roles, the model's ground truth
+- ``sflam_convergence`` SFLAM's convergence constants fitted from pilot runs, stored with a run
 - ``spec``          ``ModelSpec`` (typed model spec), ``PlanContext`` (what a schedule sees)
 - ``schedule``      ``ClientPlan``, ``Schedule``, ``StaticSchedule``
 - ``calibrate``     retention profiles measured by the clients
