@@ -180,13 +180,14 @@ def test_eval_plan_default_is_uncompressed():
     assert SolverSchedule().eval_plan() == ClientPlan(None, 32)
 
 
-def test_sflam_schedule_sets_bits_and_predicts_bits():
+def test_sflam_schedule_sets_bits_and_predicts_bits(tmp_path):
     pytest.importorskip("ste_opt.problems.sflam")
     from ste_opt.learning_hooks.trainer import SplitFedTrainer
 
     sched = SolverSchedule(kind="sflam", seed=0)
-    tr = SplitFedTrainer(CFG, schedule=sched, run_dir=False, progress=False, splits=_splits())
+    tr = SplitFedTrainer(CFG, schedule=sched, run_dir=tmp_path, progress=False, splits=_splits())
     tr.run_round(0)
+    assert (tmp_path / "convergence.json").is_file()              # the fit is stored with the run
     scen = sched.scenario
     assert scen.tokens == N_PATCHES + 1 and scen.dim == DIM
     from ste_opt.learning_hooks.sflam_convergence import load_or_fit

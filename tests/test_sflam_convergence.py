@@ -100,3 +100,14 @@ def test_closed_loop_scenario_uses_and_stores_the_fit(tmp_path):
     assert fitted.conv_a == pytest.approx(load_or_fit(tmp_path)["conv_a"])
     placeholder = sflam_scenario_for_model(spec, convergence="preset")
     assert placeholder.conv_a == SFLAM_DEFAULTS["conv_a"] != fitted.conv_a
+
+
+def test_trainer_binds_its_run_folder_to_an_sflam_schedule(tmp_path):
+    from ste_opt.learning_hooks.solver_schedule import SolverSchedule
+
+    sched = SolverSchedule(kind="sflam")
+    sched.bind_run_dir(tmp_path)
+    assert sched.scenario_options["convergence_dir"] == tmp_path
+    ste = SolverSchedule()
+    ste.bind_run_dir(tmp_path)
+    assert "convergence_dir" not in ste.scenario_options

@@ -102,6 +102,8 @@ class SplitFedTrainer:
         else:
             rd = run_dir or cfg["output"]["dir"] or Path("runs") / str(cfg["name"])
             self.run_dir = Path(rd)
+        if self.run_dir is not None and hasattr(self.schedule, "bind_run_dir"):
+            self.schedule.bind_run_dir(self.run_dir)   # e.g. SFLAM's fitted constants live there
         self.history: list[dict] = []
         self.client_rows: list[dict] = []
         self.round_idx = -1

@@ -114,6 +114,12 @@ class SolverSchedule(RoundRecords):
     def eval_plan(self) -> ClientPlan:
         return self._eval_plan
 
+    def bind_run_dir(self, run_dir) -> None:
+        """Called by the trainer with its run folder: an SFLAM schedule stores (and reuses) its
+        fitted convergence constants there as ``convergence.json``."""
+        if self.kind == "sflam":
+            self.scenario_options.setdefault("convergence_dir", run_dir)
+
     # ------------------------------------------------------------------ set-up
     def _ensure_scenario(self, context: PlanContext) -> None:
         if self.scenario is None:
