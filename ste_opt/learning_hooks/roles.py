@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from ..errors import InvalidScenarioError
 from .compress import Payload, compress_tokens, decode, encode
 from .data import ImageDataset
+from .device import Runtime, to_wire
 from .federated import numpy_to_state, state_to_numpy
 from .memory import MemoryReport, SavedTensorMeter, optimizer_state_bytes, param_bytes
 from .schedule import ClientPlan
@@ -73,9 +74,14 @@ class _LocalData:
     """Per-round seeded shuffle; batches wrap around so every upload has exactly B samples."""
 
     def __init__(self, data: ImageDataset, batch_size: int, local_epochs: int,
-                 local_steps: int | None, seed: int, client_id: int):
+                 local_steps: int | None, seed: int, client_id: int, *, num_workers: int = 0,
+                 pin_memory: bool = False):
         self.seed, self.client_id = int(seed), int(client_id)
         self._batch, self._epochs, self._local_steps = int(batch_size), int(local_epochs), local_steps
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self._round = None
+        self._iter = None
+        self._next = 0
         self.set_data(data)
 
     def set_data(self, data: ImageDataset) -> None:
@@ -91,10 +97,36 @@ class _LocalData:
         rng = np.random.default_rng([self.seed, int(round_idx), self.client_id, 7])
         reps = -(-self.steps * self.batch_size // len(self.data))
         self._order = np.concatenate([rng.permutation(len(self.data)) for _ in range(reps)])
+        self._round, self._iter, self._next = int(round_idx), None, 0
+
+    def _rows(self, batch_idx: int) -> np.ndarray:
+        i = int(batch_idx) * self.batch_size
+        return self._order[i:i + self.batch_size]
 
     def batch(self, batch_idx: int):
-        i = int(batch_idx) * self.batch_size
-        return self.data.batch(self._order[i:i + self.batch_size])
+        """Images and labels of local batch ``batch_idx`` (on the CPU). Data on disk
+        (``data.loader``) is read through a DataLoader over the round's batches, in order;
+        out-of-order requests decode that batch directly (same seeds, same tensors)."""
+        if not hasattr(self.data, "loader"):
+            return self.data.batch(self._rows(batch_idx))
+        b = int(batch_idx)
+        seed_base = [self.seed, -1 if self._round is None else self._round, self.client_id]
+        if self._iter is None or b != self._next:
+            if b != 0:  # random access: decode this batch with the DataLoader's seeds
+                from .datasets.disk import SeededBatches
+                keys = list(SeededBatches([self._rows(b)], None).batches[0])
+                seeds = np.random.SeedSequence([*seed_base, b]).generate_state(len(keys), dtype=np.uint32)
+                x, y = self.data.batch(keys, seeds=[int(v) for v in seeds] if self.data.train else None)
+                return x, y
+            batches = [self._rows(i) for i in range(self.steps)]
+            self._iter = iter(self.data.loader(batches, seed_base=seed_base,
+                                               num_workers=self.num_workers, pin_memory=self.pin_memory))
+            self._next = 0
+        x, y = next(self._iter)
+        self._next = b + 1
+        if self._next >= self.steps:
+            self._iter = None
+        return x, y
 
 
 class ClientRole:
@@ -105,12 +137,16 @@ class ClientRole:
     """
 
     def __init__(self, client_id: int, module: ClientModule, data: ImageDataset, *, batch_size: int,
-                 optim: Mapping, local_epochs: int = 1, local_steps: int | None = None, seed: int = 0):
+                 optim: Mapping, local_epochs: int = 1, local_steps: int | None = None, seed: int = 0,
+                 runtime: Runtime | None = None, num_workers: int = 0, pin_memory: bool = False):
         self.client_id = int(client_id)
         self.module = module
         self.data = data
         self.optim_cfg = dict(optim)
-        self.loader = _LocalData(data, batch_size, local_epochs, local_steps, seed, client_id)
+        self.runtime = runtime if runtime is not None else Runtime()
+        self._scaler = None
+        self.loader = _LocalData(data, batch_size, local_epochs, local_steps, seed, client_id,
+                                 num_workers=num_workers, pin_memory=pin_memory)
         self.trainable = any(p.requires_grad for p in module.parameters())
         self.plan: ClientPlan | None = None
         self.stats = _new_stats()
@@ -133,6 +169,7 @@ class ClientRole:
         if self.trainable and global_state:
             load_trainable_state(self.module, numpy_to_state(global_state))
         self._opt = _sgd(self.module.parameters(), self.optim_cfg)
+        self._scaler = self.runtime.scaler()
         self.module.train()
         self.loader.start(round_idx)
         self.stats = _new_stats()
@@ -142,11 +179,14 @@ class ClientRole:
         """Client forward + compression of one local batch; returns the framed uplink message."""
         plan = self.plan
         x, y = self.loader.batch(batch_idx)
+        x = self.runtime.to(x)
         t0 = time.perf_counter()
         select = plan.tokens_kept is not None
         params = list(self.module.parameters())
         with torch.set_grad_enabled(self.trainable), SavedTensorMeter(exclude=params) as meter:
-            tokens, scores = self.module(x, with_scores=select)
+            with self.runtime.autocast():
+                tokens, scores = self.runtime.compiled(self.module)(x, with_scores=select)
+            tokens = to_wire(tokens)  # compression runs in float32, outside autocast
             t1 = time.perf_counter()
             payload, sent = compress_tokens(tokens, scores, plan.tokens_kept, plan.bits,
                                             self.module.num_prefix_tokens)
@@ -181,10 +221,12 @@ class ClientRole:
             gp = Payload.from_bytes(body)
             self.stats["downlink_bits"] += gp.nbits
             if self._sent is not None and self._opt is not None:
-                grad = decode(gp, dtype=self._sent.dtype)
+                grad = decode(gp, dtype=self._sent.dtype).to(self._sent.device)
                 self._opt.zero_grad(set_to_none=True)
-                self._sent.backward(grad)
-                self._opt.step()
+                scaler = self._scaler or self.runtime.scaler()
+                self._sent.backward(scaler.scale(grad))
+                scaler.step(self._opt)
+                scaler.update()
                 m = self.stats["memory"]
                 m.comm = max(m.comm, self._pending_comm + len(grad_bytes))
                 m.optimizer = max(m.optimizer, optimizer_state_bytes(self._opt))
@@ -201,8 +243,11 @@ class ServerRole:
     """The edge server: one adapter copy per client this round (SFL-V1), forward/backward on the
     received tokens, gradient returned in the compressed shape."""
 
-    def __init__(self, module: ServerModule, *, optim: Mapping, grad_bits: int = 32):
+    def __init__(self, module: ServerModule, *, optim: Mapping, grad_bits: int = 32,
+                 runtime: Runtime | None = None):
         self.module = module
+        self.runtime = runtime if runtime is not None else Runtime()
+        self._scaler = self.runtime.scaler()
         self.optim_cfg = dict(optim)
         self.grad_bits = int(grad_bits)
         self._global: dict[str, torch.Tensor] = {}
@@ -247,26 +292,34 @@ class ServerRole:
         payload = Payload.from_bytes(payload_bytes)
         if payload.nbits != int(header.get("payload_bits", payload.nbits)):
             raise InvalidScenarioError("payload bits differ from the header", field="payload", device=client)
-        x = decode(payload)
+        x = self.runtime.to(decode(payload))  # float32 as sent
         t1 = time.perf_counter()
         need_grad = bool(header.get("need_grad", True))
         x.requires_grad_(need_grad)
-        y = torch.as_tensor(header["labels"], dtype=torch.long)
+        y = self.runtime.to(torch.as_tensor(header["labels"], dtype=torch.long))
         params = list(self.module.parameters())
         with SavedTensorMeter(exclude=params) as meter:
-            logits = self.module(x)
+            with self.runtime.autocast():
+                logits = self.runtime.compiled(self.module)(x)
+            logits = logits.float()
             loss = F.cross_entropy(logits, y)
         if self._opt is not None:
             self._opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self._scaler
+        scaler.scale(loss).backward()
         if self._opt is not None:
-            self._opt.step()
+            scaler.step(self._opt)
         body = b""
         gbits = 0
         if need_grad:
-            gp, _ = encode(x.grad.detach(), self.grad_bits)
+            grad = x.grad.detach()
+            if scaler.is_enabled():  # the client receives the true (unscaled) gradient
+                grad = grad / scaler.get_scale()
+            gp, _ = encode(grad, self.grad_bits)
             body = gp.to_bytes()
             gbits = gp.nbits
+        if self._opt is not None:
+            scaler.update()
         correct = int((logits.argmax(1) == y).sum())
         st = self.stats[client]
         st["loss_sum"] += float(loss.detach()) * len(y)
@@ -297,12 +350,16 @@ class FedLoRAClientRole:
 
     def __init__(self, client_id: int, client_module: ClientModule, server_module: ServerModule,
                  data: ImageDataset, *, batch_size: int, optim: Mapping, local_epochs: int = 1,
-                 local_steps: int | None = None, seed: int = 0):
+                 local_steps: int | None = None, seed: int = 0, runtime: Runtime | None = None,
+                 num_workers: int = 0, pin_memory: bool = False):
         self.client_id = int(client_id)
         self.client_module, self.server_module = client_module, server_module
         self.data = data
         self.optim_cfg = dict(optim)
-        self.loader = _LocalData(data, batch_size, local_epochs, local_steps, seed, client_id)
+        self.runtime = runtime if runtime is not None else Runtime()
+        self._scaler = self.runtime.scaler()
+        self.loader = _LocalData(data, batch_size, local_epochs, local_steps, seed, client_id,
+                                 num_workers=num_workers, pin_memory=pin_memory)
         self.stats = _new_stats()
         self.trainable = True
 
@@ -330,15 +387,19 @@ class FedLoRAClientRole:
 
     def local_step(self, round_idx: int, batch_idx: int) -> None:
         x, y = self.loader.batch(batch_idx)
+        x, y = self.runtime.to(x), self.runtime.to(y)
         t0 = time.perf_counter()
         params = list(self.client_module.parameters()) + list(self.server_module.parameters())
         with SavedTensorMeter(exclude=params) as meter:
-            tokens, _ = self.client_module(x, with_scores=False)
-            logits = self.server_module(tokens)
+            with self.runtime.autocast():
+                tokens, _ = self.runtime.compiled(self.client_module)(x, with_scores=False)
+                logits = self.runtime.compiled(self.server_module)(tokens)
+            logits = logits.float()
             loss = F.cross_entropy(logits, y)
         self._opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._opt.step()
+        self._scaler.scale(loss).backward()
+        self._scaler.step(self._opt)
+        self._scaler.update()
         st = self.stats
         st["steps"] += 1
         st["client_s"] += time.perf_counter() - t0
