@@ -73,3 +73,19 @@ def test_compile_option_wraps_without_changing_state(splits):
     fn = tr.client_runtime.compiled(tr.model.client)
     assert fn is not tr.model.client and fn is tr.client_runtime.compiled(tr.model.client)
     assert Runtime("cpu").compiled(tr.model.client) is tr.model.client
+
+
+def test_tensorboard_scalars_next_to_the_csv(splits, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = _cfg("off", output={"tensorboard": True})
+    cfg["federation"] = {**cfg["federation"], "rounds": 2}
+    tr = SplitFedTrainer(cfg, run_dir=tmp_path / "run", progress=False, splits=splits)
+    hist = tr.fit()
+    assert (tmp_path / "run" / "history.csv").is_file()
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    ev = acc.Scalars("round/test_acc")
+    assert [e.step for e in ev] == [0, 1]
+    assert ev[-1].value == pytest.approx(hist[-1]["test_acc"])

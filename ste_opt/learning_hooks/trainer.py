@@ -477,9 +477,16 @@ class SplitFedTrainer:
             from tqdm import tqdm
             bar = tqdm(total=len(todo), desc=str(self.config["name"]), unit="round")
         every = int(self.config["output"]["checkpoint_every"] or 0)
+        tb = None
+        if self.config["output"].get("tensorboard") and self.run_dir is not None:
+            from .tracking import TensorBoardLogger
+
+            tb = TensorBoardLogger(self.run_dir / "tensorboard")
         for r in todo:
             row = self.run_round(r)
             self._write_outputs()
+            if tb is not None:
+                tb.log_row(row, r)
             if self.run_dir is not None and every and (r + 1) % every == 0:
                 self.save_checkpoint()
             if bar is not None:
@@ -487,4 +494,6 @@ class SplitFedTrainer:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if tb is not None:
+            tb.close()
         return self.history
