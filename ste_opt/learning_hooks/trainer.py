@@ -29,7 +29,6 @@ from .compress import fake_quantize, select_and_merge
 from .config import default_checkpoint_path, load_config, tokens_kept_for
 from .data import ImageDataset, load_splits
 from .device import runtime_from_config, to_wire
-from .paper import check_inputs
 from .federated import (
     Aggregator,
     FedAvg,
@@ -40,6 +39,7 @@ from .federated import (
     shard_partition,
     state_to_numpy,
 )
+from .paper import check_inputs
 from .roles import ClientRole, FedLoRAClientRole, ServerRole, get_backend
 from .schedule import ClientPlan, Schedule, StaticSchedule, validate_plan
 from .split import build_vit, load_trainable_state, split_vit, trainable_state
