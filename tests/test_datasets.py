@@ -171,3 +171,30 @@ def test_missing_paths_name_the_file_expected(tmp_path):
         load_splits("cifar10", root=None)
     with pytest.raises(InvalidScenarioError, match="train/<class>"):
         load_splits("imagefolder", root=tmp_path)
+
+
+def test_trainer_round_on_cifar_from_disk(tmp_path):
+    from ste_opt.learning_hooks.trainer import SplitFedTrainer
+
+    _write_cifar_tgz(tmp_path, 10, n=8)
+    cfg = {"name": "disk", "device": "cpu", "data": {"name": "cifar10", "root": str(tmp_path),
+                                                     "image_size": 16, "source_fraction": 0.0},
+           "model": {"patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2, "cut_layer": 1,
+                     "checkpoint": "random"},
+           "federation": {"num_clients": 2, "clients_per_round": 2, "partition": "iid",
+                          "batch_size": 4, "local_steps": 2, "min_client_size": 1},
+           "compression": {"tokens_kept": 8, "bits": 4}}
+    tr = SplitFedTrainer(cfg, run_dir=False, progress=False)
+    role = tr.clients[0]
+    assert isinstance(role.data, DiskImageDataset) and role.data.train
+    assert role.data._arrays is tr.splits.test._arrays  # a view of the one dataset on disk
+    prof = tr.client_cls_profiles([0, 1])
+    assert prof[0].shape == (16,) and np.all(np.diff(prof[0]) <= 1e-6)
+    tr.run_round(0)
+    assert all(r["bits_match"] for r in tr.client_rows if not r["excluded"])
+    # the round's batches are reproducible: same seeds -> same augmented pixels
+    role.loader.start(0)
+    a = role.loader.batch(0)[0]
+    role.loader.start(0)
+    assert torch.equal(a, role.loader.batch(0)[0])
+    assert torch.equal(role.loader.batch(1)[0], role.loader.batch(1)[0])  # random access = stream
