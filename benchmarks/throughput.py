@@ -191,6 +191,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
     ap.add_argument("--quick", action="store_true", help="ViT-B/32 fp32 only, 1 repeat")
     ap.add_argument("--no-write", action="store_true", help="print only (no CSV / RESULTS section)")
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the RESULTS section from the last run's CSV (no measuring)")
+    ap.add_argument("--command", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     from ste_opt.learning_hooks.device import resolve_device
 
@@ -202,6 +205,18 @@ def main(argv=None) -> int:
     if args.quick:
         models, precisions, repeats = ["vit_base_patch32_224"], ["fp32"], 1
     rows = []
+    if args.render_only:
+        import csv
+
+        from benchmarks.common import results_dir
+
+        name = "throughput" if dev.type == "cpu" else f"throughput_{dev.type}"
+        with (results_dir() / f"{name}.csv").open() as fh:
+            rows = [{k: (float(v) if k in ("step_ms", "step_ms_min", "images_per_s", "vs_plain",
+                                           "memory_MiB") else v) for k, v in r.items()}
+                    for r in csv.DictReader(fh)]
+        batch, repeats = int(rows[0]["batch"]), int(rows[0]["repeats"])
+        models, precisions = [], []
     for arch in models:
         for prec in precisions:
             t0 = time.perf_counter()
@@ -215,10 +230,11 @@ def main(argv=None) -> int:
     if args.no_write:
         return 0
     name = "throughput" if dev.type == "cpu" else f"throughput_{dev.type}"
-    write_csv(name, rows)
-    cmd = ("python -m benchmarks.throughput" + (" --quick" if args.quick else "")
-           + ("" if dev.type == "cpu" else f" --device {args.device} --batch {batch}")
-           + (f" --threads {args.threads}" if args.threads else ""))
+    if not args.render_only:
+        write_csv(name, rows)
+    cmd = args.command or ("python -m benchmarks.throughput" + (" --quick" if args.quick else "")
+                           + ("" if dev.type == "cpu" else f" --device {args.device} --batch {batch}")
+                           + (f" --threads {args.threads}" if args.threads else ""))
     split_ratio = {(r["model"], r["precision"]): r["vs_plain"] for r in rows if r["step"] == "split"}
     comp_extra = {}
     for r in rows:
@@ -239,11 +255,14 @@ def main(argv=None) -> int:
           f"memory = {mem_note}. {machine_line()}", "",
           table, "",
           f"Split step without compression / plain step (target ≤ 1.1): {verdict}.",
-          f"Compression's extra time over the uncompressed split step: {comp}.", ""]
+          f"Compression's extra time over the uncompressed split step (negative: the compressed "
+          f"step is faster, the server then runs K + 2 instead of N + 1 tokens): {comp}.", ""]
     if dev.type == "cpu":
         md += ["The CPU is shared by several jobs here, so step times are noisy (the columns are "
                "medians of interleaved steps). On the CPU the split step also pays the float32 "
-               "quantize/pack/unpack of the wire and the explicit [CLS]-attention pass.", "",
+               "quantize/pack/unpack of the wire and the explicit [CLS]-attention pass. With bf16 "
+               "autocast the saved bytes grow: autograd also keeps the bf16 casts of the frozen "
+               "weights it multiplies by.", "",
                "**GPU rows: pending** — no GPU was available when this was measured. Run on a "
                f"GPU: `{GPU_COMMAND}` (batch 64, memory = `torch.cuda.max_memory_allocated`); it "
                "writes its own section `throughput_cuda`.", ""]
