@@ -25,13 +25,14 @@ __all__ = ["check_inputs", "PAPER_CONFIGS", "missing_inputs"]
 PAPER_CONFIGS = ("stsflora_vitb16", "tsflora_vitb32")
 
 
-def missing_inputs(cfg: Mapping) -> list[tuple[str, str]]:
-    """``[(key, what is missing)]`` for the config's local inputs (data root, weights)."""
+def missing_inputs(cfg: Mapping, *, data: bool = True) -> list[tuple[str, str]]:
+    """``[(key, what is missing)]`` for the config's local inputs (data root unless ``data`` is
+    false, weights)."""
     from .datasets import expected_layout
 
     out = []
     d, m = cfg["data"], cfg["model"]
-    if d["name"] != "digits":
+    if data and d["name"] != "digits":
         if d["root"] in (None, ""):
             out.append(("data.root", f"data.root is not set ({d['name']} needs a local folder with "
                                      f"{expected_layout(d['name'])}; --set data.root=PATH)"))
@@ -49,9 +50,10 @@ def missing_inputs(cfg: Mapping) -> list[tuple[str, str]]:
     return out
 
 
-def check_inputs(cfg: Mapping) -> None:
-    """Raise one :class:`~ste_opt.errors.InvalidScenarioError` naming every missing input."""
-    miss = missing_inputs(cfg)
+def check_inputs(cfg: Mapping, *, data: bool = True) -> None:
+    """Raise one :class:`~ste_opt.errors.InvalidScenarioError` naming every missing input
+    (``data=False``: the caller supplies the data itself)."""
+    miss = missing_inputs(cfg, data=data)
     if miss:
         raise InvalidScenarioError(f"config {cfg.get('name')}: " + "; ".join(m for _, m in miss),
                                    field=miss[0][0])

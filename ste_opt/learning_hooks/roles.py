@@ -113,11 +113,11 @@ class _LocalData:
         seed_base = [self.seed, -1 if self._round is None else self._round, self.client_id]
         if self._iter is None or b != self._next:
             if b != 0:  # random access: decode this batch with the DataLoader's seeds
-                from .datasets.disk import SeededBatches
-                keys = list(SeededBatches([self._rows(b)], None).batches[0])
-                seeds = np.random.SeedSequence([*seed_base, b]).generate_state(len(keys), dtype=np.uint32)
-                x, y = self.data.batch(keys, seeds=[int(v) for v in seeds] if self.data.train else None)
-                return x, y
+                from .datasets.disk import batch_seeds
+
+                rows = [int(i) for i in self._rows(b)]
+                return self.data.batch(rows, seeds=batch_seeds(seed_base, b, len(rows))
+                                       if self.data.train else None)
             batches = [self._rows(i) for i in range(self.steps)]
             self._iter = iter(self.data.loader(batches, seed_base=seed_base,
                                                num_workers=self.num_workers, pin_memory=self.pin_memory))

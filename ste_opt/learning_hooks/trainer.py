@@ -91,7 +91,7 @@ class SplitFedTrainer:
         if overrides:
             self.config = load_config({**self.config, **overrides})
         cfg = self.config
-        check_inputs(cfg)
+        check_inputs(cfg, data=splits is None)
         fed_mode = cfg["mode"] == "fedlora"
         self.client_runtime = runtime_from_config(cfg, "client")
         # FedLoRA trains the whole model on the device: both parts on the client's device

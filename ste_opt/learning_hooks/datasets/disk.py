@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DiskImageDataset", "ImageTransforms", "transforms_for_model", "SeededBatches"]
+__all__ = ["DiskImageDataset", "ImageTransforms", "transforms_for_model", "SeededBatches",
+           "batch_seeds"]
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,12 @@ def transforms_for_model(model: Any, *, image_size: int, augment: bool = True,
                            timm_eval=eval_tf, source="timm", data_config=dict(data_cfg))
 
 
+def batch_seeds(seed_base: Sequence[int], batch_idx: int, n: int) -> list[int]:
+    """The augmentation seeds of the ``n`` samples of batch ``batch_idx`` (one per sample)."""
+    ss = np.random.SeedSequence([*(int(s) for s in seed_base), int(batch_idx)])
+    return [int(s) for s in ss.generate_state(int(n), dtype=np.uint32)]
+
+
 class SeededBatches(torch.utils.data.Sampler):
     """A batch sampler over fixed batches of (dataset index, augmentation seed) pairs."""
 
@@ -125,9 +132,7 @@ class SeededBatches(torch.utils.data.Sampler):
             if self.seed_base is None:
                 yield b
             else:
-                ss = np.random.SeedSequence([*self.seed_base, bi])
-                seeds = ss.generate_state(len(b), dtype=np.uint32)
-                yield [(i, int(s)) for i, s in zip(b, seeds)]
+                yield list(zip(b, batch_seeds(self.seed_base, bi, len(b))))
 
     def __len__(self) -> int:
         return len(self.batches)
