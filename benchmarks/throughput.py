@@ -80,9 +80,11 @@ class _Split:
 
     def __init__(self, vit, *, cut: int, rank: int, num_classes: int, x, y, steps: int, rt,
                  tokens_kept, bits: int):
+        from ste_opt.learning_hooks.client_roles import ClientRole
         from ste_opt.learning_hooks.data import ImageDataset
-        from ste_opt.learning_hooks.roles import ClientRole, ServerRole, unframe
+        from ste_opt.learning_hooks.framing import unframe
         from ste_opt.learning_hooks.schedule import ClientPlan
+        from ste_opt.learning_hooks.server_role import ServerRole
         from ste_opt.learning_hooks.split import split_vit
 
         self.unframe = unframe
@@ -106,8 +108,8 @@ class _Split:
         header, body = self.unframe(msg)
         self.client.backward(self.server.step(body, header))
         self.b += 1
-        cm = self.client.stats["memory"].activations
-        sm = self.server.stats[0]["memory"].activations
+        cm = self.client.stats.memory.activations
+        sm = self.server.stats[0].memory.activations
         return int(cm + sm)
 
 

@@ -40,7 +40,7 @@ def test_paper_values():
 
 
 def test_real_model_spec_runs_the_paper_scenario_unscaled():
-    from ste_opt.learning_hooks.solver_schedule import scenario_for_spec
+    from ste_opt.learning_hooks.closed_loop.scaling import scenario_for_spec
 
     cfg = load_config("stsflora_vitb16")
     batch = int(cfg["federation"]["local_steps"]) * int(cfg["federation"]["batch_size"])
