@@ -236,7 +236,8 @@ def main(argv=None) -> int:
         write_csv(name, rows)
     cmd = args.command or ("python -m benchmarks.throughput" + (" --quick" if args.quick else "")
                            + ("" if dev.type == "cpu" else f" --device {args.device} --batch {batch}")
-                           + (f" --threads {args.threads}" if args.threads else ""))
+                           + (f" --threads {args.threads}" if args.threads else "")
+                           + (f" --repeats {args.repeats}" if args.repeats != 5 and not args.quick else ""))
     split_ratio = {(r["model"], r["precision"]): r["vs_plain"] for r in rows if r["step"] == "split"}
     comp_extra = {}
     for r in rows:
