@@ -89,3 +89,25 @@ def test_tensorboard_scalars_next_to_the_csv(splits, tmp_path):
     ev = acc.Scalars("round/test_acc")
     assert [e.step for e in ev] == [0, 1]
     assert ev[-1].value == pytest.approx(hist[-1]["test_acc"])
+
+
+def test_flower_app_and_ray_backend_take_device_options(tmp_path):
+    pytest.importorskip("flwr")
+    pytest.importorskip("ray")
+    import types
+
+    import yaml
+
+    from ste_opt.learning_hooks.backends.ray_backend import RayBackend
+    from ste_opt.learning_hooks.flower_app import client_app
+
+    cfg = _cfg("off", device="auto")
+    cfg["federation"] = {**cfg["federation"], "num_clients": 2, "clients_per_round": 2}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    ctx = types.SimpleNamespace(run_config={"config": str(path), "device": "cpu", "amp": "bf16"},
+                                node_config={"partition-id": 1})
+    roles = client_app._ConfigRoles()
+    role = roles.role(ctx, roles.client_id(ctx))
+    assert role.runtime.amp == "bf16" and role.runtime.device.type == "cpu"
+    assert RayBackend(gpus_per_actor=0.25).gpus_per_actor == 0.25
