@@ -56,7 +56,7 @@ def test_round_loop_exact_bits_and_outputs(tmp_path, splits):
     assert len(rows) == 6 and all(r["bits_match"] == "True" for r in rows)
     assert len(_read(tmp_path / "history.csv")) == 2
     assert load_config(tmp_path / "config.yaml") == tr.config
-    assert (tmp_path / "checkpoint.pt").is_file()
+    assert (tmp_path / "checkpoint.safetensors").is_file()
 
 
 def test_no_selection_and_grad_bits(splits):
