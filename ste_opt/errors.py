@@ -47,3 +47,8 @@ class ConfigError(SteOptError, ValueError):
     def __init__(self, message: str, key: str | None = None):
         self.key = key
         super().__init__(message)
+
+    @property
+    def field(self) -> str | None:
+        """Alias of ``key`` (the name :class:`InvalidScenarioError` uses)."""
+        return self.key

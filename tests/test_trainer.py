@@ -202,8 +202,8 @@ def test_cli_train_and_pretrain(tmp_path):
     ("data.test_fraction=1.5", "data.test_fraction"),
 ])
 def test_config_ranges_are_refused_by_name(override, field):
-    from ste_opt.errors import InvalidScenarioError
+    from ste_opt.errors import ConfigError
 
-    with pytest.raises(InvalidScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         load_config("demo", [override])
-    assert err.value.field == field
+    assert err.value.key == field
