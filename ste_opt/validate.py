@@ -33,7 +33,7 @@ from .errors import ConfigError, InvalidScenarioError, SolverError, SteOptError
 __all__ = ["as_float", "as_int", "as_bool", "as_choice", "as_float_array", "Opt", "check_options",
            "check_preset_options", "check_size", "limits", "get_limit", "read_text", "load_yaml_text",
            "load_yaml_file", "atomic_write_text", "atomic_write_bytes", "sanitize_name",
-           "BoundedSafeLoader"]
+           "BoundedSafeLoader", "usage_error", "parse_cli_value"]
 
 _DEFAULT_LIMITS = {"max_file_bytes": 64 * 2 ** 20, "max_yaml_nodes": 20_000_000,
                    "max_elements": 5_000_000}
@@ -76,10 +76,18 @@ def limits(**values: int) -> Iterator[None]:
 # ---------------------------------------------------------------------- errors naming the key
 def _fail(exc: type[SteOptError], message: str, name: str | None):
     if exc is InvalidScenarioError:
-        return InvalidScenarioError(message, field=name)
-    if exc is ConfigError:
-        return ConfigError(message, key=name)
-    return exc(message)
+        err = InvalidScenarioError(message, field=name)
+    elif exc is ConfigError:
+        err = ConfigError(message, key=name)
+    else:
+        err = exc(message)
+    err.usage = True   # an input error (CLI exit 2), not a failure of the work itself
+    return err
+
+
+def usage_error(message: str, exc: type[SteOptError] = SolverError, name: str | None = None) -> SteOptError:
+    """An error about the caller's input (marked ``usage``: the CLI exits 2 rather than 1)."""
+    return _fail(exc, message, name)
 
 
 def _is_number(v: Any) -> bool:
@@ -382,6 +390,18 @@ def load_yaml_text(text: str, source: str = "YAML",
         if exc is InvalidScenarioError:
             raise
         raise _fail(exc, f"{source}: {e}", "path") from None
+
+
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(nan|inf|infinity)$", re.I)
+
+
+def parse_cli_value(text: str, source: str = "value", exc: type[SteOptError] = InvalidScenarioError):
+    """A ``KEY=VALUE`` value from the command line: YAML rules (numbers, booleans, null, lists),
+    plus numbers YAML 1.1 leaves as strings (``1e-3``, ``15e6``, ``nan``, ``inf``)."""
+    v = load_yaml_text(text, source, exc)
+    if isinstance(v, str) and _FLOAT_TEXT.match(v.strip()):
+        return float(v)
+    return v
 
 
 def load_yaml_file(path: str | Path, what: str = "file",

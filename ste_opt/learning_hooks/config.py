@@ -12,7 +12,7 @@ from pathlib import Path
 
 
 from ..errors import ConfigError
-from ..validate import load_yaml_text, read_text
+from ..validate import load_yaml_text, parse_cli_value, read_text
 
 __all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "list_configs", "validate_config",
            "default_checkpoint_path", "tokens_kept_for"]
@@ -94,7 +94,7 @@ def apply_overrides(cfg: Mapping, overrides: Sequence[str]) -> dict:
             node = node[p]
         if parts[-1] not in node:
             raise ConfigError(f"--set {key}: unknown key; known here: {', '.join(map(str, node))}", key=key)
-        node[parts[-1]] = load_yaml_text(raw, f"--set {key}", exc=ConfigError)
+        node[parts[-1]] = parse_cli_value(raw, f"--set {key}", exc=ConfigError)
     return out
 
 

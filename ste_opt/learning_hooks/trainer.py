@@ -89,6 +89,13 @@ class SplitFedTrainer:
         self.config = load_config(config) if not isinstance(config, Mapping) else load_config(dict(config))
         cfg = self.config
         self.seed = int(cfg["seed"])
+        if run_dir is False:
+            self.run_dir = None
+        else:   # checked before any work: a file in the way is refused up front
+            rd = run_dir or cfg["output"]["dir"] or Path("runs") / sanitize_name(cfg["name"])
+            self.run_dir = Path(rd)
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise ConfigError(f"run folder {self.run_dir} is a file, not a folder", key="run_dir")
         self.mode = cfg["mode"]
         self.progress = progress
         self.aggregator = aggregator if aggregator is not None else FedAvg()
@@ -104,13 +111,6 @@ class SplitFedTrainer:
         self.schedule = schedule if schedule is not None else StaticSchedule(
             self.tokens_kept_default, int(cfg["compression"]["bits"]))
         self._build_clients(client_data_hook)
-        if run_dir is False:
-            self.run_dir = None
-        else:
-            rd = run_dir or cfg["output"]["dir"] or Path("runs") / sanitize_name(cfg["name"])
-            self.run_dir = Path(rd)
-            if self.run_dir.exists() and not self.run_dir.is_dir():
-                raise ConfigError(f"run folder {self.run_dir} is a file, not a folder", key="run_dir")
         self.resumes: list[dict] = []
         self.history: list[dict] = []
         self.client_rows: list[dict] = []

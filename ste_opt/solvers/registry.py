@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import SolverError
-from ..validate import Opt, check_options
+from ..validate import Opt, check_options, usage_error
 from .options import option_specs
 from .result import Solution
 
@@ -92,7 +92,7 @@ def solve(problem, method: str | None = None, **options) -> Solution:
     info = _REGISTRY.get((problem.kind, method))
     if info is None:
         names = ", ".join(m.name for m in list_methods(problem))
-        raise SolverError(f"unknown method {method!r} for the {problem.kind} problem; available: {names}")
+        raise usage_error(f"unknown method {method!r} for the {problem.kind} problem; available: {names}")
     options = check_options(info.specs, options, f"method {method!r}", SolverError)
     t0 = time.perf_counter()
     sol = info.func(problem, **options)
