@@ -79,8 +79,8 @@ def _by_default(default: Any, value: Any, key: str):
         return as_int(value, key, exc=ConfigError)
     if isinstance(default, numbers.Real):
         return as_float(value, key, exc=ConfigError)
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"{key} must be a string, got {value!r}", key=key)
+    # a string default may stand for a choice that also takes other types ("auto" | true | false):
+    # such keys are checked by their own validator
     if isinstance(default, (list, tuple)) and not isinstance(value, (list, tuple)):
         raise ConfigError(f"{key} must be a list, got {value!r}", key=key)
     return value
