@@ -73,6 +73,9 @@ def _load(path) -> dict:
         data = load_yaml_text(text, str(path))
     if not isinstance(data, dict):
         raise InvalidScenarioError(f"{path} must contain a mapping at top level", field="path")
+    bad = [k for k in data if not isinstance(k, str)]
+    if bad:
+        raise InvalidScenarioError(f"{path}: keys must be strings, got {bad[0]!r}", field="path")
     return data
 
 
@@ -86,7 +89,7 @@ def load_scenario(path):
     data = _load(path)
     kind = data.get("kind", "ste")
     classes = scenario_classes()
-    if kind not in classes:
+    if not isinstance(kind, str) or kind not in classes:
         raise InvalidScenarioError(f"{path}: unknown scenario kind {kind!r}; known: {sorted(classes)}",
                                    field="kind")
     return classes[kind].from_dict(data)

@@ -192,7 +192,8 @@ def as_float_array(value: Any, name: str, *, ndim: int | None = None,
 # ---------------------------------------------------------------------- declared options
 @dataclass(frozen=True)
 class Opt:
-    """One declared option: ``type`` in {"int", "float", "bool", "str", "choice", "any"}, range
+    """One declared option: ``type`` in {"int", "float", "bool", "str", "choice", "array",
+    "mapping", "any"}, range
     ``lo``/``hi`` (``lo_open``/``hi_open`` for strict bounds), ``choices``, ``none_ok``."""
 
     type: str
@@ -221,6 +222,20 @@ class Opt:
             if not isinstance(value, str):
                 raise _fail(exc, f"{name} must be a string, got {value!r}", name)
             return value
+        if self.type == "array":   # a number or a 1-D list of numbers, finite, >= lo
+            arr = as_float_array(value, name, ndim=1, exc=exc)
+            if arr.size == 0 or not np.all(np.isfinite(arr)):
+                raise _fail(exc, f"{name} must be finite numbers, got {value!r}", name)
+            if self.lo is not None and np.any(arr < self.lo if not self.lo_open else arr <= self.lo):
+                raise _fail(exc, f"{name} must be {'>' if self.lo_open else '>='} {self.lo:g}", name)
+            return value
+        if self.type == "mapping":   # a dict whose keys are among ``choices``
+            if not isinstance(value, Mapping):
+                raise _fail(exc, f"{name} must be a mapping, got {value!r}", name)
+            bad = [k for k in value if k not in self.choices]
+            if bad:
+                raise _fail(exc, f"{name} has unknown key(s) {bad}; known: {', '.join(self.choices)}", name)
+            return dict(value)
         return value
 
     def describe(self) -> str:

@@ -63,10 +63,10 @@ def _problem_options():
     ref = Opt("float", lo=0, lo_open=True, none_ok=True)
     return {
         "ste": {"denominator": Opt("choice", choices=("round", "uplink")),
-                "include_compute_energy": Opt("bool"), "weights": Opt("any", none_ok=True),
+                "include_compute_energy": Opt("bool"), "weights": Opt("array", lo=0, none_ok=True),
                 "retention_floor": Opt("float", lo=0, hi=1), "strict": Opt("bool")},
         "sflam": {"omega": Opt("float", lo=0, hi=1), "per_device_bits": Opt("bool"),
-                  "t_ref": ref, "e_ref": ref, "bit_set": Opt("any", none_ok=True)},
+                  "t_ref": ref, "e_ref": ref, "bit_set": Opt("array", lo=1, none_ok=True)},
     }
 
 

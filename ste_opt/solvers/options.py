@@ -16,7 +16,7 @@ from ..validate import Opt
 
 __all__ = ["DECLARED", "COMMON", "option_specs"]
 
-_POS_INT = Opt("int", lo=1)
+_POS_INT = Opt("int", lo=1, hi=10**9)
 _TOL = Opt("float", lo=0, hi=1)
 _GAP = Opt("float", lo=0, hi=1)
 _TIME = Opt("float", lo=0, lo_open=True)
@@ -24,14 +24,20 @@ _TOKEN_STEP = Opt("choice", choices=("closed_form", "exact", "knapsack"))
 _MATCHING = Opt("choice", choices=("both", "swap", "hungarian"))
 _POWER_STEP = Opt("choice", choices=("exact", "sca"))
 
+
+def _count(hi: int, lo: int = 1) -> Opt:
+    """An integer count with an upper bound: a small input must not ask for unbounded memory."""
+    return Opt("int", lo=lo, hi=hi)
+
+
 #: Options shared by name across methods (used when a method does not declare its own).
 COMMON: dict[str, Opt] = {
-    "max_iter": _POS_INT, "rel_tol": _TOL, "tol": _TOL, "mip_gap": _GAP, "gap": _GAP,
-    "time_limit": _TIME, "max_nodes": _POS_INT, "n_init": _POS_INT, "n_tau": _POS_INT,
-    "level_step": _POS_INT, "max_devices": _POS_INT, "max_combos": _POS_INT, "chunk": _POS_INT,
-    "max_assignments": _POS_INT, "cache_size": Opt("int", lo=0), "levels": Opt("int", lo=2),
-    "refine_levels": Opt("int", lo=2), "seed": Opt("int", lo=0), "token_step": _TOKEN_STEP,
-    "matching": _MATCHING, "power_step": _POWER_STEP,
+    "max_iter": _count(100_000), "rel_tol": _TOL, "tol": _TOL, "mip_gap": _GAP, "gap": _GAP,
+    "time_limit": _TIME, "max_nodes": _POS_INT, "n_init": _count(10_000), "n_tau": _count(10_000),
+    "level_step": _count(10**6), "max_devices": _count(10**6), "max_combos": _POS_INT,
+    "chunk": _count(10**7), "max_assignments": _POS_INT, "cache_size": _count(10_000, lo=0),
+    "levels": _count(10_000, lo=2), "refine_levels": _count(10_000, lo=2), "seed": Opt("int", lo=0, hi=2**63 - 1),
+    "token_step": _TOKEN_STEP, "matching": _MATCHING, "power_step": _POWER_STEP,
 }
 
 DECLARED: dict[tuple[str, str], dict[str, Opt]] = {
@@ -39,12 +45,12 @@ DECLARED: dict[tuple[str, str], dict[str, Opt]] = {
         "resource_step": Opt("choice", choices=("paper", "joint", "cvxpy")),
         "init": Opt("choice", choices=("equal", "joint")),
     },
-    ("ste", "fixed_power"): {"power_w": Opt("any", none_ok=True)},
+    ("ste", "fixed_power"): {"power_w": Opt("array", lo=0, lo_open=True, none_ok=True)},
     ("ste", "fixed_tokens"): {"tokens": Opt("int", lo=1)},
     ("ste", "milp"): {"backend": Opt("choice", choices=("pyomo", "highspy")),
                       "refine": Opt("bool"), "presolve": Opt("bool")},
-    ("sflam", "milp"): {"refine": Opt("int", lo=0)},
-    ("sflam", "bcd"): {"sca_options": Opt("any", none_ok=True)},
+    ("sflam", "milp"): {"refine": _count(1000, lo=0)},
+    ("sflam", "bcd"): {"sca_options": Opt("mapping", choices=("max_iter", "tol", "solver"), none_ok=True)},
     ("sflam", "fixed_bits"): {"bits": Opt("int", lo=1, hi=32)},
 }
 

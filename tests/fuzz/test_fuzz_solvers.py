@@ -7,6 +7,8 @@ instance (STE maximizes: bound >= objective; SFLAM minimizes: bound <= objective
 from __future__ import annotations
 
 import math
+import sys
+import time
 
 import numpy as np
 from hypothesis import given
@@ -71,11 +73,16 @@ STE_OPTIONS = {   # bounded work per call; every registered STE method is run
 
 
 def _run(pb, method, opts, category):
+    t0 = time.perf_counter()
     try:
         sol = solve(pb, method, **opts)
     except SteOptError as exc:
+        if time.perf_counter() - t0 > 5:
+            print(f"SLOW {time.perf_counter() - t0:.1f}s {method} {opts}", file=sys.stderr)
         record(category, f"refused:{type(exc).__name__}")
         return None
+    if time.perf_counter() - t0 > 5:
+        print(f"SLOW {time.perf_counter() - t0:.1f}s {method} {opts}", file=sys.stderr)
     rep = pb.check(sol)
     assert rep.ok, (method, opts, rep)
     assert np.isfinite(sol.objective) or not sol.success
