@@ -42,7 +42,7 @@ CFG = {"name": "multihost", "seed": 3, "data": {"image_size": 16},
        "model": {"checkpoint": "random", "patch_size": 4, "embed_dim": 24, "depth": 2, "num_heads": 2,
                  "cut_layer": 1},
        "lora": {"rank": 2},
-       "federation": {"num_clients": 4, "clients_per_round": 4, "partition": "iid", "local_steps": 30,
+       "federation": {"num_clients": 4, "clients_per_round": 4, "partition": "iid", "local_steps": 20,
                       "batch_size": 4},
        "compression": {"tokens_kept": 6, "bits": 8, "grad_bits": 16},
        "output": {"checkpoint_every": 1}}
@@ -148,3 +148,140 @@ def test_ray_head_and_workers_in_namespaces_survive_a_killed_host(tmp_path, loca
         hosts.close()
         for t in temps:
             shutil.rmtree(t, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- Flower
+FL_CFG = {"name": "flower-multihost", "seed": 0, "data": {"name": "digits", "image_size": 16},
+          "model": {"checkpoint": "random", "patch_size": 4, "embed_dim": 24, "depth": 2, "num_heads": 2,
+                    "cut_layer": 1},
+          "lora": {"rank": 2, "client": False, "server": True},
+          "federation": {"num_clients": 2, "clients_per_round": 2, "partition": "iid", "local_steps": 3,
+                         "batch_size": 8},
+          "compression": {"tokens_kept": 8, "bits": 8, "grad_bits": 16},
+          "output": {"checkpoint_every": 1}}
+
+
+FL_TIMEOUT = 45   # s per exchange: a deployed ClientApp starts a process (torch import) per message
+
+
+def _make_certs(d: Path, ip: str) -> None:
+    """A CA, a server certificate for ``ip`` and one OpenSSH ECDSA key pair per SuperNode."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ste-opt test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "superlink")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    (d / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (d / "server.pem").write_bytes(cert.public_bytes(pem))
+    (d / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+    for i in range(3):   # site2 is never registered
+        k = ec.generate_private_key(ec.SECP384R1())
+        (d / f"site{i}").write_bytes(k.private_bytes(pem, serialization.PrivateFormat.OpenSSH,
+                                                     serialization.NoEncryption()))
+        (d / f"site{i}.pub").write_bytes(k.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH))
+        os.chmod(d / f"site{i}", 0o600)
+
+
+def _history(run_dir: Path) -> list[dict]:
+    import csv
+
+    p = run_dir / "history.csv"
+    if not p.is_file():
+        return []
+    with open(p) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_flower_superlink_tls_auth_two_supernodes_one_killed(tmp_path):
+    pytest.importorskip("flwr")
+    from ste_opt.learning_hooks.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from ste_opt.learning_hooks.trainer import SplitFedTrainer
+
+    hosts = Hosts(["a", "b", "c"])
+    try:
+        link = hosts.addr["a"]
+        certs = tmp_path / "certs"
+        certs.mkdir()
+        _make_certs(certs, link)
+        home = tmp_path / "flwr-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'[superlink]\ndefault = "tls"\n[superlink.tls]\naddress = "{link}:19493"\n'
+            f'root-certificates = "{certs / "ca.crt"}"\n')
+        env = _env(FLWR_HOME=str(home))
+        hosts.popen("a", [str(VENV_BIN / "flower-superlink"), "--host", link, "--port", "19493",
+                          "--ssl-ca-certfile", str(certs / "ca.crt"), "--ssl-certfile", str(certs / "server.pem"),
+                          "--ssl-keyfile", str(certs / "server.key"), "--enable-supernode-auth",
+                          "--disable-runtime-dependency-installation"],
+                    env=env, log=tmp_path / "superlink.log", cwd=tmp_path)
+        wait_for(lambda: _tcp_ready(hosts, "a", link, 19493), 60, "the SuperLink")
+        for i in (0, 1):
+            rc = hosts.run("a", [str(VENV_BIN / "flwr"), "supernode", "register", str(certs / f"site{i}.pub"),
+                                 "tls"], env=env, timeout=60, log=tmp_path / "register.log")
+            assert rc == 0, (tmp_path / "register.log").read_text()[-2000:]
+        for i, h in enumerate(("b", "c", "c")):
+            # site2 (on host c, key not registered) must be refused by node authentication
+            hosts.popen(h, [str(VENV_BIN / "flower-supernode"), "--superlink", f"{link}:19493",
+                            "--root-certificates", str(certs / "ca.crt"),
+                            "--auth-supernode-private-key", str(certs / f"site{i}"),
+                            "--port", str(19301 + i), "--max-retries", "3",
+                            "--node-config", f"partition-id={min(i, 1)} num-partitions=2"],
+                        env=env, log=tmp_path / f"supernode{i}.log", cwd=tmp_path)
+        cfg_path = tmp_path / "fl.yaml"
+        cfg_path.write_text(yaml.safe_dump(FL_CFG))
+        app = ROOT / "ste_opt" / "learning_hooks" / "backends" / "flower_app"
+
+        def flwr_run(run_dir: Path, rounds: int) -> None:
+            rc = hosts.run("a", [str(VENV_BIN / "flwr"), "run", str(app), "tls", "--run-config",
+                                 f"config='{cfg_path}' rounds={rounds} exchange='round' timeout={FL_TIMEOUT} "
+                                 f"pull-interval=0.05 run-dir='{run_dir}'"],
+                           env=env, timeout=120, log=tmp_path / "flwr_run.log")
+            assert rc == 0, (tmp_path / "flwr_run.log").read_text()[-2000:]
+
+        torch.set_num_threads(1)
+        local = SplitFedTrainer(FL_CFG, run_dir=False, progress=False)
+        local_rows = local.fit(rounds=2)
+        run = tmp_path / "run"
+        flwr_run(run, 3)
+        # rounds 0-1 over TLS with authenticated SuperNodes on hosts b and c: equal to local
+        wait_for(lambda: len(_history(run)) >= 2, 300, "two Flower rounds")
+        ck = load_checkpoint(run / CHECKPOINT_NAME)   # round 1's (round 2 waits for a reply now)
+        assert ck.round == 1
+        _assert_bitwise({f"server/{k}": v for k, v in ck.server.items()},
+                        {f"server/{k}": v for k, v in local.server_global.items()})
+        rows = _history(run)
+        for r, ref in zip(rows[:2], local_rows):
+            assert float(r["test_loss"]) == ref["test_loss"] and not r["failed_clients"]
+        # the unregistered key (site2) was refused by node authentication
+        assert "No SuperNode found with the given public key" in (tmp_path / "superlink.log").read_text(
+            errors="replace")
+        # host c (the SuperNode of client 1) killed during round 2: the round completes, failure recorded
+        assert hosts.kill_host("c") > 0
+        wait_for(lambda: len(_history(run)) == 3, FL_TIMEOUT + 240, "round 2 after the kill")
+        last = _history(run)[2]
+        assert last["failed_clients"] == "1" and int(last["clients"]) == 2, last
+        assert load_checkpoint(run / CHECKPOINT_NAME).round == 2
+    finally:
+        hosts.close()
