@@ -12,24 +12,11 @@ from pathlib import Path
 import yaml
 
 from .errors import InvalidScenarioError
-from .solvers.result import STATUSES, Solution
+from .problems.result import STATUSES, Solution
+from .scenarios import scenario_classes
 from .validate import as_float, as_float_array, atomic_write_text, load_yaml_text, read_text
 
 __all__ = ["save_scenario", "load_scenario", "save_solution", "load_solution", "scenario_classes"]
-
-
-def scenario_classes() -> dict:
-    """Scenario classes by ``kind``."""
-    from .scenario import Scenario
-
-    out = {Scenario.kind: Scenario}
-    try:
-        from .scenario_sflam import SFLAMScenario
-        out[SFLAMScenario.kind] = SFLAMScenario
-    except ModuleNotFoundError as exc:  # pragma: no cover - until the SFLAM module exists
-        if exc.name != "ste_opt.scenario_sflam":
-            raise
-    return out
 
 
 def _fmt(path) -> str:

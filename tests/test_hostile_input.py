@@ -18,7 +18,8 @@ from ste_opt import STEProblem
 from ste_opt.cli import main
 from ste_opt.errors import ConfigError, InvalidScenarioError, SolverError, SteOptError
 from ste_opt.io import load_scenario, load_solution, save_scenario
-from ste_opt.scenario import Scenario, make_scenario
+from ste_opt.scenarios import make_scenario
+from ste_opt.scenarios.ste import Scenario
 from ste_opt.solvers import solve
 from ste_opt.validate import as_bool, limits, load_yaml_text
 
@@ -243,7 +244,7 @@ def test_with_retention_says_when_it_lowers_k_min(caplog):
 
 
 def test_sca_falls_back_to_the_exact_power_step(monkeypatch):
-    import ste_opt.solvers.sflam_bcd as bcd
+    import ste_opt.solvers.sflam.bcd as bcd
     from ste_opt.problems.sflam import SFLAMProblem
 
     def boom(*a, **k):

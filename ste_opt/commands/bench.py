@@ -40,10 +40,9 @@ def run(args) -> int:
     import csv
 
     from .. import bench
-    from ._common import parse_value, table
-
     from ..errors import SolverError
     from ..validate import as_int, usage_error
+    from ._common import parse_value, table
 
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else bench.DEFAULT_METHODS
     bench.check_sweep_args(methods, args.preset)
@@ -64,7 +63,7 @@ def run(args) -> int:
     kw = dict(sizes=_ints(args.sizes, "sizes", 1), seeds=_ints(args.seeds, "seeds", 0), methods=methods,
               preset=args.preset, caps=caps)
     if args.backend == "ray":
-        from ..sweep_ray import sweep_ray
+        from ..bench.ray_sweep import sweep_ray
 
         rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
     else:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_device_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -20,6 +22,7 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true",
                    help="with --resume: continue even if the config changed (recorded in resumes.json)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    add_device_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the bundled configs and exit")
     p.set_defaults(func=run)

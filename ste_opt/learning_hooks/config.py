@@ -21,8 +21,13 @@ DEFAULTS: dict = {
     "name": "run",
     "seed": 0,
     "mode": "split",              # split (SFL-V1) | fedlora (whole model on every device)
+    "device": "auto",             # auto | cpu | cuda | cuda:<i> | mps (client side + everything else)
+    "server_device": None,        # null = device; the server part may sit elsewhere
+    "amp": "off",                 # off | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
+    "compile": False,             # torch.compile the client and server modules
     "data": {"name": "digits", "root": None, "image_size": 32,
-             "source_fraction": 0.3, "test_fraction": 0.2, "max_per_class": None},
+             "source_fraction": 0.3, "test_fraction": 0.2, "max_per_class": None,
+             "num_workers": 0, "pin_memory": "auto", "augment": True},
     "model": {"arch": "vit_compact", "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3,
               "mlp_ratio": 2.0, "cut_layer": 3, "checkpoint": "auto"},
     "lora": {"rank": 8, "alpha": 16, "targets": ["qkv"], "dropout": 0.0,
@@ -34,7 +39,7 @@ DEFAULTS: dict = {
     "compression": {"tokens_kept": None, "keep_ratio": None, "bits": 32, "grad_bits": 32},
     "pretrain": {"epochs": 40, "lr": 1e-3, "batch_size": 64, "weight_decay": 0.05},
     "eval": {"batch_size": 256},
-    "output": {"dir": None, "checkpoint_every": 1},
+    "output": {"dir": None, "checkpoint_every": 1, "tensorboard": False},
 }
 
 
@@ -99,12 +104,15 @@ def apply_overrides(cfg: Mapping, overrides: Sequence[str]) -> dict:
 
 
 def validate_config(cfg: Mapping) -> dict:
-    """Check unknown keys, types and ranges (:mod:`.config_schema`); returns the coerced config.
+    """Check unknown keys, types and ranges (:mod:`.config_schema`), then the runtime keys
+    (:mod:`.runtime_config`); returns the coerced config.
 
-    Raises :class:`~ste_opt.errors.ConfigError` whose ``key`` is the dotted key."""
+    Raises :class:`~ste_opt.errors.ConfigError` whose ``key`` is the dotted key (the runtime keys:
+    :class:`~ste_opt.errors.InvalidScenarioError` naming the key)."""
     from .config_schema import check_config
+    from .runtime_config import validate_runtime_keys
 
-    return check_config(cfg, DEFAULTS)
+    return validate_runtime_keys(check_config(cfg, DEFAULTS))
 
 
 def load_config(name_or_path: str | Path | Mapping | None = None, overrides: Sequence[str] = ()) -> dict:

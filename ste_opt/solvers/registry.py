@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import SolverError
+from ..problems.result import Solution
 from ..validate import Opt, check_options, usage_error
 from .options import option_specs
-from .result import Solution
 
 __all__ = ["register", "solve", "list_methods", "MethodInfo"]
 
@@ -28,8 +28,8 @@ class MethodInfo:
 
 _REGISTRY: dict[tuple[str, str], MethodInfo] = {}
 # Modules that register methods; imported on first use so `import ste_opt` stays light.
-_SOLVER_MODULES = ("alternating", "baselines", "milp", "global_", "reference", "sflam_bcd",
-                   "sflam_milp", "sflam_exact")
+_SOLVER_MODULES = ("ste.alternating", "ste.baselines", "ste.milp", "ste.global_", "ste.reference",
+                   "sflam.bcd", "sflam.baselines", "sflam.milp", "sflam.exact")
 _loaded = False
 
 

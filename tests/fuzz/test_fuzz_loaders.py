@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from ste_opt.errors import SteOptError
 from ste_opt.io import load_scenario, load_solution, save_scenario, save_solution
 from ste_opt.problems.ste import STEProblem
-from ste_opt.scenario import make_scenario
+from ste_opt.scenarios import make_scenario
 from ste_opt.solvers import solve
 from ste_opt.validate import load_yaml_text
 

@@ -14,11 +14,12 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ste_opt import channel, semantics
+from ste_opt.model import channel, semantics
 from ste_opt.errors import SteOptError
 from ste_opt.problems.sflam import SFLAMProblem
 from ste_opt.problems.ste import STEProblem
-from ste_opt.scenario import Scenario, make_scenario
+from ste_opt.scenarios import make_scenario
+from ste_opt.scenarios.ste import Scenario
 from ste_opt.solvers import list_methods, solve
 
 from ._kit import LONG, fuzz_settings, record
