@@ -200,3 +200,56 @@ def test_roundtrip_still_works():
     s = solve(STEProblem(_SCEN), "alternating")
     save_solution(s, _TMP / "ok.json")
     assert load_solution(_TMP / "ok.json").objective == s.objective
+
+
+def _cifar_pickles():
+    import pickle
+
+    rng = np.random.default_rng(0)
+    batch = {b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"fine_labels": [0, 1, 2, 3],
+             b"filenames": [b"a", b"b", b"c", b"d"]}
+    return pickle.dumps(batch, protocol=2), pickle.dumps(batch, protocol=4)
+
+
+class _Evil:
+    def __init__(self, mark):
+        self.mark = mark
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.mark}",))
+
+
+@fuzz_settings(short=30, long=1000)
+@given(data=st.data())
+def test_mutated_dataset_pickles_execute_nothing(data):
+    """CIFAR batches (i13's restricted unpickler) under byte mutations and code-running pickles."""
+    import pickle
+
+    from ste_opt.learning_hooks.datasets import read_cifar
+
+    root = _TMP / "cifar" / "cifar-100-python"
+    root.mkdir(parents=True, exist_ok=True)
+    mark = _TMP / "pwned"
+    good = data.draw(st.sampled_from(_cifar_pickles()))
+    how = data.draw(st.sampled_from(["flip", "truncate", "random", "evil", "evil_nested"]))
+    raw = bytearray(good)
+    if how == "flip":
+        for _ in range(data.draw(st.integers(1, 6))):
+            raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
+    elif how == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif how == "random":
+        raw = bytearray(data.draw(st.binary(max_size=400)))
+    elif how == "evil":
+        raw = bytearray(pickle.dumps(_Evil(mark), protocol=data.draw(st.integers(0, 5))))
+    else:
+        raw = bytearray(pickle.dumps({b"data": [_Evil(mark)], b"fine_labels": [0]}, protocol=2))
+    (root / "train").write_bytes(bytes(raw))
+    (root / "test").write_bytes(good)
+    try:
+        read_cifar(root.parent, 100)
+        record(f"cifar_{how}", "loaded")
+    except SteOptError as exc:
+        record(f"cifar_{how}", f"refused:{type(exc).__name__}")
+    assert not mark.exists()
