@@ -21,14 +21,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-
 from multihost.netns import Hosts, netns_unavailable_reason, wait_for
 
 torch = pytest.importorskip("torch")
@@ -167,12 +165,12 @@ FL_TIMEOUT = 45   # s per exchange: a deployed ClientApp starts a process (torch
 def _make_certs(d: Path, ip: str) -> None:
     """A CA, a server certificate for ``ip`` and one OpenSSH ECDSA key pair per SuperNode."""
     import datetime
+    import ipaddress
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
-
 from ..errors import ConfigError
 from ..validate import load_yaml_text, parse_cli_value, read_text
 

@@ -14,8 +14,8 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ste_opt.model import channel, semantics
 from ste_opt.errors import SteOptError
+from ste_opt.model import channel, semantics
 from ste_opt.problems.sflam import SFLAMProblem
 from ste_opt.problems.ste import STEProblem
 from ste_opt.scenarios import make_scenario

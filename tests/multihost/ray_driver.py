@@ -41,12 +41,12 @@ def main():
     import torch
 
     torch.set_num_threads(1)
+    import ray
+
     from ste_opt.learning_hooks.backends.ray_backend import RayBackend
     from ste_opt.learning_hooks.checkpoint import CHECKPOINT_NAME
     from ste_opt.learning_hooks.config import load_config
     from ste_opt.learning_hooks.trainer import SplitFedTrainer
-
-    import ray
 
     cfg = load_config(args.config)
     run = Path(args.run_dir)
