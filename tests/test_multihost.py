@@ -48,6 +48,9 @@ CFG = {"name": "multihost", "seed": 3, "data": {"image_size": 16},
 
 def _env(**extra) -> dict:
     env = dict(os.environ)
+    # set to 0 by the single-machine Ray set-up of other tests (init_local_ray): a worker node
+    # would then refuse to join ("multi-node clusters are not supported")
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     env.update(PYTHONPATH=str(ROOT), PATH=f"{VENV_BIN}:{env.get('PATH', '')}", OMP_NUM_THREADS="1",
                RAY_USAGE_STATS_ENABLED="0", FLWR_TELEMETRY_ENABLED="0", RAY_DEDUP_LOGS="0",
                RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3")
@@ -249,7 +252,7 @@ def test_flower_superlink_tls_auth_two_supernodes_one_killed(tmp_path):
                         env=env, log=tmp_path / f"supernode{i}.log", cwd=tmp_path)
         cfg_path = tmp_path / "fl.yaml"
         cfg_path.write_text(yaml.safe_dump(FL_CFG))
-        app = ROOT / "ste_opt" / "learning_hooks" / "backends" / "flower_app"
+        app = ROOT / "ste_opt" / "learning_hooks" / "flower_app"
 
         def flwr_run(run_dir: Path, rounds: int) -> None:
             rc = hosts.run("a", [str(VENV_BIN / "flwr"), "run", str(app), "tls", "--run-config",
