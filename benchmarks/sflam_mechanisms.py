@@ -119,8 +119,9 @@ def main(argv=None) -> int:
                 try:
                     sb = solve(pr, method="bcd", matching=matching, power_step="sca")
                     # the conic solver failing inside an SCA step falls back to the exact step
-                    fb = sb.info.get("sca_fallbacks") or []
-                    ub, err = sb.objective, (f"{len(fb)} fallback(s): {str(fb[0])[:60]}" if fb else "")
+                    nfb = int(sb.info.get("sca_fallbacks") or 0)
+                    why = (sb.info.get("sca_fallback_reasons") or [""])[0]
+                    ub, err = sb.objective, (f"{nfb} fallback(s): {str(why)[:60]}" if nfb else "")
                 except SolverError as exc:   # (before the fallback existed, the failure ended bcd)
                     ub, err = float("nan"), str(exc)[:80]
                 t2 = time.perf_counter()
