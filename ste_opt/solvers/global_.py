@@ -9,26 +9,30 @@ largest bound, splits it at its geometric midpoint and evaluates the knapsack th
 (Lagrangian + fill) solution at each evaluated τ is a feasible allocation with STE ≥ F_int(τ)/τ.
 It stops when the best bound is within ``tol`` (relative) of the incumbent. The incumbent's tokens
 are finally given the exact resource step (least straggler time, spare bandwidth handed out).
+
+Splitting τ cannot remove the knapsack's LP–integer gap: when an interval with the largest bound is
+narrower than ``tol/4`` (relative), the **exact integer step** (:func:`ste_opt.solvers.mckp.
+exact_integer_step`: reduced-cost fixing around the LP price, then a depth-first branch and bound
+over the few devices left) gives the integer optimum ``F*(τb)``, hence the bound ``F*(τb)/τa``
+within ``tol/4`` of that solution's STE: every instance certifies. The per-τ work (W_min table,
+LP price, interval bound) is in :mod:`ste_opt.solvers.mckp`: O(M·L) for the table and
+O(M log L) per price, chunked over devices, so time and memory grow linearly in M.
 """
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import OrderedDict
 
 import numpy as np
 
 from ..errors import SolverError
-from .knapsack import (
-    BOUND_SLACK,
-    certified_solution,
-    interval_bound,
-    knapsack_at,
-    levels_of,
-    min_straggler_time,
-    wmin_slope_table,
-)
+from .knapsack import BOUND_SLACK, certified_solution, min_straggler_time
+from .mckp import Node, Static, exact_integer_step
 from .registry import register
+
+log = logging.getLogger(__name__)
 
 __all__ = ["global_bb", "tau_range"]
 
@@ -45,10 +49,11 @@ def tau_range(problem):
 
 
 @register("ste", "global",
-          "branch and bound on the straggler time with the greedy knapsack LP bound; certified gap <= tol",
-          bound="bound")
+          "branch and bound on the straggler time with knapsack Lagrangian bounds and an exact "
+          "integer step; certified gap <= tol", bound="bound")
 def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
-              n_init: int = 6, tangent: bool = True, cache_size: int = 4):
+              n_init: int = 6, tangent: bool = True, cache_size: int | None = None,
+              exact_step: bool = True):
     """Certified ε-optimal STE allocation.
 
     Parameters
@@ -56,57 +61,103 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     tol : float
         Relative gap ``(bound - STE) / bound`` at which the search stops (default 1e-4).
     max_nodes, time_limit : int, float
-        Stop early (status ``time_limit``) after this many knapsack evaluations or seconds; the
+        Stop early (status ``time_limit``) after this many τ evaluations or seconds; the
         returned bound and gap are still valid.
     n_init : int
         Points of the initial geometric grid on ``[τ_lo, τ_max]``.
     tangent : bool
-        Use the tangent interval bound (:func:`ste_opt.solvers.knapsack.interval_bound`, much
-        tighter, far fewer nodes); ``False`` uses the plain ``F_LP(τb)/τa``.
-    cache_size : int
-        Knapsack evaluations kept in memory (each holds two (M, L) tables).
+        Use the tangent interval bound (much tighter, far fewer nodes); ``False`` uses the plain
+        ``F_LP(τb)/τa``.
+    cache_size : int, optional
+        τ points whose tables are kept (each three (M, L) float64 tables); default: as many as
+        fit in about 400 MB, at least 2 and at most 64.
+    exact_step : bool
+        Close the LP–integer gap on narrow intervals with the exact integer knapsack (default);
+        ``False`` reproduces the LP-only search, which can stall (status ``time_limit``).
     """
     if not tol > 0:
         raise SolverError(f"tol must be > 0, got {tol}")
     t_start = time.perf_counter()
-    levels = levels_of(problem)
+    st = Static(problem)
     lo, hi = tau_range(problem)
     best = dict(value=-np.inf, tokens=None, tau=None)
-
-    rows = np.arange(problem.M)
-    F_tab = problem.WF[:, levels]
-    F_tab = np.where(levels[None, :] >= problem.k_lo[:, None], F_tab, -np.inf)
+    rows = st.rows
+    if cache_size is None:
+        per = 24.0 * st.M * st.L
+        cache_size = int(min(64, max(2, 4e8 // per)))
     cache: OrderedDict = OrderedDict()
+    hint = [None, None]                  # previous LP price and columns (warm start)
+    stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0)
+
+    def offer(tokens, value_f, tau):
+        """A token vector that fits at τ with Σ WF = value_f: tighten its τ and keep the best."""
+        val = value_f / tau
+        if val <= best["value"]:
+            return
+        t_act, _ = min_straggler_time(problem, tokens, rel_tol=1e-9, tau_hi=tau)
+        if np.isfinite(t_act) and t_act <= tau:
+            val, tau = value_f / t_act, t_act
+        best.update(value=val, tokens=np.asarray(tokens).copy(), tau=tau)
 
     def point(tau):
-        """Knapsack at τ (cached): LP value, multiplier, W_min table and slopes; updates the incumbent."""
+        """Tables and LP at τ (cached); updates the incumbent."""
         if tau in cache:
             cache.move_to_end(tau)
             return cache[tau]
-        r = knapsack_at(problem, tau, levels)
-        if r.feasible and r.tokens is not None:
-            val = r.int_value / tau
-            if val > best["value"]:
-                # its exact straggler time is at most tau: tighten the incumbent
-                t_act, _ = min_straggler_time(problem, r.tokens, rel_tol=1e-9, tau_hi=tau)
-                if np.isfinite(t_act) and t_act <= tau:
-                    val = r.int_value / t_act
-                best.update(value=val, tokens=r.tokens.copy(), tau=min(tau, t_act))
-        D = wmin_slope_table(problem, tau, r.W) if r.feasible else None
-        cache[tau] = (r, D)
+        nd = Node(st, tau, slopes=tangent)
+        if nd.feasible:
+            nd.lp(hint[0], hint[1])
+            hint[:] = [nd.lam, nd.lp_cols]
+            offer(nd.tokens, nd.int_value, tau)
+        cache[tau] = nd
         while len(cache) > cache_size:
             cache.popitem(last=False)
-        return cache[tau]
+        return nd
+
+    exact_ub: dict = {}     # τb -> (upper bound on the integer optimum F*(τb), complete, node budget)
+
+    def gap_at(a, b, ub):
+        """Does the knapsack's LP–integer gap at b keep [a, b] open (the bound less that gap
+        would prune it)?"""
+        nd = point(b)
+        if not nd.feasible:
+            return False
+        g = nd.lp_value - nd.int_value
+        return g > 0.25 * tol * abs(nd.lp_value) and ub - g / a <= threshold()
+
+    def int_bound(b, a, max_nodes):
+        """Upper bound on F*(b) from the exact integer step (target: what interval [a, b] needs)."""
+        got = exact_ub.get(b)
+        if got is not None and (got[1] or got[2] >= max_nodes):
+            return got[0]
+        nd = point(b)
+        if not nd.feasible:
+            return -np.inf
+        # target lowered by the step's own tolerance: "nothing above the target" then prunes [a, b]
+        res = exact_integer_step(nd, target=threshold() * a / (1 + tol / 4), rel_gap=tol / 4,
+                                 max_nodes=max_nodes)
+        stats["exact_steps"] += 1
+        stats["exact_nodes"] += res.nodes
+        stats["exact_core_max"] = max(stats["exact_core_max"], res.core)
+        if not res.complete:
+            stats["exact_incomplete"] += 1
+        if res.value > nd.int_value and res.cols is not None:
+            offer(st.lev[res.cols], res.value, b)
+        log.debug("global: exact step at %.9g: core %d devices, %d nodes, bound %.9g", b, res.core,
+                  res.nodes, res.bound)
+        exact_ub[b] = (min(res.bound, got[0]) if got else res.bound, res.complete, max_nodes)
+        return exact_ub[b][0]
+
+    def threshold():
+        return best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK)
 
     def ibound(a, b):
-        r, D = point(b)
-        if not r.feasible:
+        nd = point(b)
+        if not nd.feasible:
             return -np.inf
         if not tangent:
-            return r.lp_value / a
-        ub = interval_bound(F_tab, r.W, D, a, b, problem.W_tot, r.threshold,
-                            target=best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK))
-        return min(ub, r.lp_value / a)
+            return nd.lp_value / a
+        return min(nd.interval_bound(a, target=threshold(), rtol=min(1e-6, tol / 100)), nd.lp_value / a)
 
     # seed: all k_lo at τ_lo (fits by construction)
     k0 = problem.k_lo.copy()
@@ -120,29 +171,41 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     for a, b in zip(grid[:-1], grid[1:]):
         u = ibound(a, b)
         if np.isfinite(u):
-            heapq.heappush(heap, (-u, a, b))
+            heapq.heappush(heap, (-u, a, b, False))
     nodes = len(grid)
     pruned_ub = -np.inf            # largest bound among intervals closed without splitting
     status = "optimal"
+    narrow = tol / 4
     while heap:
         ub = -heap[0][0]
-        if ub <= best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK):
+        if ub <= threshold():
             break
         if nodes >= max_nodes or time.perf_counter() - t_start > time_limit:
             status = "time_limit"
             break
-        negu, a, b = heapq.heappop(heap)
+        negu, a, b, done = heapq.heappop(heap)
+        is_narrow = b <= a * (1 + narrow)
+        if exact_step and not done and (is_narrow or gap_at(a, b, -negu)):
+            # the knapsack's LP–integer gap at b matters: bound by the integer optimum at b
+            u = min(-negu, int_bound(b, a, 20_000 if is_narrow else 2_000) / a)
+            heapq.heappush(heap, (-u, a, b, True))
+            continue
         m = float(np.sqrt(a * b))
-        if not (a < m < b):                     # interval at floating-point resolution
+        if (done and is_narrow) or not (a < m < b):     # nothing left to do on this interval
             pruned_ub = max(pruned_ub, -negu)
             continue
         nodes += 1
         for lo_, hi_ in ((a, m), (m, b)):
             u = min(ibound(lo_, hi_), -negu)    # a child's bound never exceeds its parent's
+            if hi_ in exact_ub:
+                u = min(u, exact_ub[hi_][0] / lo_)
             if np.isfinite(u):
-                heapq.heappush(heap, (-u, lo_, hi_))
+                heapq.heappush(heap, (-u, lo_, hi_, False))
+        if nodes % 50 == 0:
+            log.debug("global: %d nodes, incumbent %.9g, best bound %.9g", nodes, best["value"],
+                      -heap[0][0] if heap else best["value"])
     open_ub = -heap[0][0] if heap else -np.inf
     bound = max(open_ub, pruned_ub)
     return certified_solution(problem, best["tokens"], bound, method="global", status=status,
                               tol=tol, iterations=nodes,
-                              info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol})
+                              info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol, **stats})
