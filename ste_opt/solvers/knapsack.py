@@ -396,28 +396,36 @@ def knapsack_token_step(problem, tau: float, scales=(0.9, 0.95, 0.98, 1.0, 1.02,
     """Token step of ``alternating(token_step="knapsack")``: re-choose every device's tokens jointly.
 
     For straggler times ``τ · s`` (s in ``scales``) solve the knapsack at that τ (Lagrangian + fill
-    solution), give each token vector the exact resource step, and return the best
+    solution, :meth:`ste_opt.solvers.mckp.Node.lp`: chunked tables and a per-device price search,
+    linear in M), give each token vector the exact resource step, and return the best
     ``(tokens, bandwidth, power, ste)``; None if nothing fits. Unlike the per-device closed form it
     moves bandwidth between devices, which is what the block-coordinate steps cannot do.
     """
-    lev = levels_of(problem)
-    rows = np.arange(problem.M)
+    from .mckp import Node, Static
+
+    static = Static(problem)
+    rows = static.rows
     best = None
     seen = set()
+    hint = (None, None)
     for s in scales:
         t = float(min(tau * s, problem.tau_max))
-        r = knapsack_at(problem, t, lev)
-        if not r.feasible or r.tokens is None:
+        nd = Node(static, t, slopes=False)
+        if not nd.feasible:
             continue
-        key = r.tokens.tobytes()
+        nd.lp(*hint)
+        hint = (nd.lam, nd.lp_cols)
+        tokens = nd.tokens
+        key = tokens.tobytes()
+        del nd
         if key in seen:
             continue
         seen.add(key)
-        out = polish(problem, r.tokens)
+        out = polish(problem, tokens)
         if out is None:
             continue
         w, p, t_act = out
-        ste = float(np.sum(problem.WF[rows, r.tokens])) / t_act
+        ste = float(np.sum(problem.WF[rows, tokens])) / t_act
         if best is None or ste > best[3]:
-            best = (r.tokens.copy(), w, p, ste)
+            best = (tokens.copy(), w, p, ste)
     return best
