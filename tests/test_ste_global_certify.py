@@ -1,6 +1,6 @@
 """`global` certifies every instance (issue 12): the exact integer step closes the knapsack's
 LP–integer gap; its bounds are real bounds (brute force, SCIP); the per-τ machinery of
-``ste_opt.solvers.mckp`` agrees with the reference knapsack."""
+``ste_opt.solvers.ste.mckp`` agrees with the reference knapsack."""
 from __future__ import annotations
 
 import itertools
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import ste_opt as so
 from ste_opt.errors import InfeasibleError
-from ste_opt.solvers.global_ import tau_range
-from ste_opt.solvers.knapsack import knapsack_at
-from ste_opt.solvers.mckp import Node, Static, exact_integer_step
+from ste_opt.solvers.ste.knapsack import knapsack_at
+from ste_opt.solvers.ste.mckp import Node, Static, exact_integer_step
+from ste_opt.solvers.ste.taubb import tau_range
 
 
 def small_problem(seed, n_devices=3, n_tokens=24, k_min=6, bw_scale=1.0, denominator="round",
@@ -198,12 +198,12 @@ def test_scip_status_is_honest():
 
 def test_milp_progress_goes_through_logging(caplog):
     pb = small_problem(2, 3, 16, 4)
-    with caplog.at_level("INFO", logger="ste_opt.solvers.milp"):
+    with caplog.at_level("INFO", logger="ste_opt.solvers.ste.milp"):
         so.solve(pb, "milp", backend="highspy", verbose=True, n_tau=3, refine=False)
-    msgs = [r.getMessage() for r in caplog.records if r.name == "ste_opt.solvers.milp"]
+    msgs = [r.getMessage() for r in caplog.records if r.name == "ste_opt.solvers.ste.milp"]
     assert any(m.startswith("HiGHS:") for m in msgs)
     assert any(m.startswith("milp: tau=") for m in msgs)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="ste_opt.solvers.milp"):
+    with caplog.at_level("WARNING", logger="ste_opt.solvers.ste.milp"):
         so.solve(pb, "milp", backend="highspy", n_tau=3, refine=False)       # quiet by default
-    assert not [r for r in caplog.records if r.name == "ste_opt.solvers.milp"]
+    assert not [r for r in caplog.records if r.name == "ste_opt.solvers.ste.milp"]

@@ -55,7 +55,7 @@ def run(args) -> int:
     kw = dict(sizes=_ints(args.sizes, "sizes", 1), seeds=_ints(args.seeds, "seeds", 0), methods=methods,
               preset=args.preset, caps=caps)
     if args.backend == "ray":
-        from ..sweep_ray import sweep_ray
+        from ..bench.ray_sweep import sweep_ray
 
         rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
     else:

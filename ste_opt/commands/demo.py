@@ -25,7 +25,7 @@ def run(args) -> int:
 
     from ..io import save_scenario, save_solution
     from ..problems.ste import STEProblem
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
     from ..solvers import list_methods, solve
     from .solve import summary
 

@@ -17,7 +17,7 @@ def register(sub):
 
 def run(args) -> int:
     from ..io import save_scenario
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
     from ._common import parse_options
 
     kw = parse_options(args.overrides)

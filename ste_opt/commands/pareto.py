@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 def _load(args):
     from ..errors import InvalidScenarioError
     from ..io import load_scenario
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
 
     path = Path(args.instance)
     if not path.exists() and args.instance == "sflam":
@@ -49,7 +49,8 @@ def run(args) -> int:
     import numpy as np
 
     from ..errors import InvalidScenarioError, SteOptError
-    from ..problems.sflam import SFLAMProblem, pareto
+    from ..problems.sflam import SFLAMProblem
+    from ..solvers.pareto import pareto
 
     try:
         omegas = [float(x) for x in args.omegas.split(",") if x.strip()]

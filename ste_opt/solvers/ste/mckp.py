@@ -1,6 +1,6 @@
 """The multiple-choice knapsack at a fixed straggler time, in time and memory linear in M.
 
-At straggler time τ the STE problem's numerator is the multiple-choice knapsack (DESIGN §3)
+At straggler time τ the STE problem's numerator is the multiple-choice knapsack (docs/MODEL.md §3)
 
     F*(τ) = max Σ_m F_m(K_m)   s.t.   Σ_m C_m(K_m) ≤ W_tot,   C_m(K) = W_min_m(K, τ).
 
@@ -9,59 +9,35 @@ non-increasing and, for a price λ, the maximizer of ``F_m − λ C_m`` is the f
 next increment has ratio ≤ λ: a binary search per device (O(M log L) per λ), no sort of all
 M·L increments. This module provides
 
-- :class:`Node`: the W_min table at τ and its left τ-slope, computed in row chunks with a fast
-  Newton root (one (M, L) float64 table each; nothing else of that size is kept);
+- :class:`Node`: the W_min table at τ and its left τ-slope, computed in row chunks (one (M, L)
+  float64 table each; nothing else of that size is kept for large M);
 - :meth:`Node.lp`: the LP bound ``Φ(λ*)`` (the Lagrangian at its minimizing price, which equals the
   LP relaxation), the Lagrangian integer solution and a greedy fill;
 - :meth:`Node.interval_bound`: the tangent interval bound of ``global`` (see
-  :func:`ste_opt.solvers.knapsack.interval_bound`) by the same per-device search;
+  :func:`ste_opt.solvers.ste.knapsack.interval_bound`) by the same per-device search;
 - :func:`exact_integer_step`: the **exact** integer knapsack at τ: reduced-cost fixing around the
   Lagrangian price leaves a small core of (device, level) options that can still beat a target,
-  and a depth-first branch and bound over the core devices finds the integer optimum or proves
-  that nothing beats the target. This is what closes the LP–integer gap that splitting τ cannot.
+  and a best-first branch and bound on the fractional device over the core finds the integer
+  optimum (within a relative gap) or proves that nothing beats the target. This is what closes
+  the LP–integer gap that splitting τ cannot.
 
 Validity: every bound returned is ``Φ(λ)`` for some λ ≥ 0 (a Lagrangian bound, valid for any λ),
 evaluated with the true row maxima: the per-device search gives the row maximum when the ratios
 are non-increasing, which is checked on every table; rows that are not (rounding) are evaluated by
-a full argmax. Costs are the W_min of :func:`ste_opt.solvers.knapsack.wmin_table` (same Newton
-root, same relative inflation).
+a full argmax. Costs and slopes are the problem's own (:class:`ste_opt.model.allocation.UplinkWindows`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .knapsack import levels_of, log1p_root_newton
+from .knapsack import levels_of, polish
 
-__all__ = ["Static", "Node", "fast_log1p_root", "exact_integer_step", "ExactResult"]
+__all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_token_step"]
 
-LN2 = float(np.log(2.0))
-SAFETY = 2e-12          # same relative inflation of W_min as ste_opt.solvers.knapsack
 CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
 _MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
 _SMALL = 30_000        # tables up to this size: choose by counting (no per-device search)
 _FINAL = 2_000         # LP: bisect on λ until this many increments are left, then sort them
-
-
-def fast_log1p_root(c: np.ndarray) -> np.ndarray:
-    """``s = ln(1 + x)`` with ``ln(1 + x) = c x`` for ``0 < c < 1`` (c given; no masking).
-
-    The Newton iteration of :func:`~ste_opt.solvers.knapsack.log1p_root_newton` without its
-    small-``s`` branch; entries with ``c > 1 - 1e-3`` (``s`` below ~2e-3, where the plain formula
-    loses digits) are recomputed by that function.
-    """
-    l1 = -np.log(c)
-    s = np.minimum(2.0 * l1, l1 + 2.0 * np.log1p(l1) + 1.0)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        for _ in range(4):                 # from this start: 4 steps reach ~1e-13 relative
-            em = np.expm1(s)
-            q = np.log(em / s)
-            q -= l1
-            dq = 1.0 + 1.0 / em - 1.0 / s
-            s -= q / dq
-    near = c > 1 - 1e-3
-    if near.any():
-        s[near] = np.log1p(log1p_root_newton(c[near]))
-    return s
 
 
 class Static:
@@ -78,7 +54,7 @@ class Static:
         self.F = problem.WF[:, self.k0:]                 # (M, L) view; F[m, j] = WF_m(lev[j])
         self.base = (problem.k_lo - self.k0).astype(np.intp)
         self.rows = np.arange(self.M)
-        self.lev_c0 = self.lev.astype(float) + problem.c0
+        self.bits_lev = problem.payload_bits(self.lev)[None, :]      # (1, L)
         self.rows_per_chunk = max(1, CHUNK // self.L)
         self.W_tot = float(problem.W_tot)
         self.WF_flat = problem.WF.reshape(-1)
@@ -108,52 +84,24 @@ class Node:
         self.st = st
         self.tau = float(tau)
         M, L = st.M, st.L
-        t_raw = self.tau - pb.tau_offset
-        t = np.minimum(t_raw, pb.t_max)
-        pos = t > 0
-        ts = np.where(pos, t, 1.0)
-        energy = pb.p_max > pb.e_up / ts
-        p_hat = np.minimum(pb.p_max, pb.e_up / ts)
-        a = p_hat * pb.gain / pb.noise
-        coef = pb.beta * LN2 / (ts * a)                  # c = coef * (K + c0)
-        active = pos & (t_raw <= pb.t_max)               # window still grows left of τ
+        up = pb.uplink
         self.W = np.empty((M, L))
         self.G = np.empty((M, L)) if slopes else None
+        ar = np.arange(L)[None, :]
         for r0, r1 in st.chunks():
-            c = coef[r0:r1, None] * st.lev_c0[None, :]
-            ok = (c > 0) & (c < 1)
-            ok &= pos[r0:r1, None]
-            allok = bool(ok.all())
-            s = fast_log1p_root(c if allok else np.where(ok, c, 0.5))
-            x = np.expm1(s)
-            w = a[r0:r1, None] / x
-            w *= 1.0 + SAFETY
-            if not allok:
-                w[~ok] = np.inf
-            low = st.base[r0:r1] > 0
+            sl = slice(r0, r1)
+            w = up.least_bandwidth_hz(st.bits_lev, self.tau, rows=sl)
+            bcol = st.base[sl]
+            low = bcol > 0
             if low.any():                     # below a device's first level: its first level's cost
-                bcol = st.base[r0:r1]
-                lowm = np.arange(L)[None, :] < bcol[:, None]
+                lowm = ar < bcol[:, None]
                 w = np.where(lowm, w[np.arange(r1 - r0), bcol][:, None], w)
-            self.W[r0:r1] = w
+            self.W[sl] = w
             if slopes:
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    # full power: |dW/dτ| = W ln(1+y) / (t (ln(1+y) - y/(1+y))), y = a/W = x, ln(1+y) = s
-                    den = s - x / (1 + x)
-                    tiny = x < 1e-4
-                    if tiny.any():
-                        den = np.where(tiny, x * x / 2 - 2 * x ** 3 / 3, den)
-                    g = w * s / den
-                    en = energy[r0:r1]
-                    if en.any():
-                        g[en] = w[en]
-                    g /= ts[r0:r1, None]
-                mask = ok & active[r0:r1, None] if not active[r0:r1].all() else ok
-                if not allok or not active[r0:r1].all():
-                    g[~mask] = 0.0
+                g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
                 if low.any():
                     g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
-                self.G[r0:r1] = g
+                self.G[sl] = g
         self.feasible = bool(np.all(np.isfinite(self.W[st.rows, st.base]))) and \
             float(np.sum(self.W[st.rows, st.base])) <= st.W_tot
         if st.table_free:
@@ -501,7 +449,7 @@ class Node:
                        rtol: float = 1e-7):
         """Upper bound on the STE of every allocation with straggler time in ``[a, τ]``:
         ``min_λ max(Φ_τ(λ)/τ, Φ_a(λ)/a)`` with the tangent costs at a (see
-        :func:`ste_opt.solvers.knapsack.interval_bound`); every λ tried gives a valid bound.
+        :func:`ste_opt.solvers.ste.knapsack.interval_bound`); every λ tried gives a valid bound.
         Requires :meth:`lp` first. Stops as soon as the bound is ``<= target``, or when the
         bracket on the minimizing λ no longer changes the bound by more than ``rtol``."""
         b = self.tau
@@ -739,3 +687,40 @@ def _core_bb(node, rows, lo0, hi0, budget, target, max_nodes, abs_gap):
                 heapq.heappush(heap, (-min(lp, -negl), tie, clo, chi, frac))
     bound = max(-heap[0][0] if heap else -np.inf, best_val, target)
     return best_val, best_lev, nodes, bound
+
+
+def knapsack_token_step(problem, tau: float, scales=(0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1)):
+    """Token step of ``alternating(token_step="knapsack")``: re-choose every device's tokens jointly.
+
+    For straggler times ``τ · s`` (s in ``scales``) solve the knapsack at that τ (Lagrangian + fill
+    solution, :meth:`Node.lp`: chunked tables and a per-device price search,
+    linear in M), give each token vector the exact resource step, and return the best
+    ``(tokens, bandwidth, power, ste)``; None if nothing fits. Unlike the per-device closed form it
+    moves bandwidth between devices, which is what the block-coordinate steps cannot do.
+    """
+    static = Static(problem)
+    rows = static.rows
+    best = None
+    seen = set()
+    hint = (None, None)
+    for s in scales:
+        t = float(min(tau * s, problem.tau_max))
+        nd = Node(static, t, slopes=False)
+        if not nd.feasible:
+            continue
+        nd.lp(*hint)
+        hint = (nd.lam, nd.lp_cols)
+        tokens = nd.tokens
+        key = tokens.tobytes()
+        del nd
+        if key in seen:
+            continue
+        seen.add(key)
+        out = polish(problem, tokens)
+        if out is None:
+            continue
+        w, p, t_act = out
+        ste = float(np.sum(problem.WF[rows, tokens])) / t_act
+        if best is None or ste > best[3]:
+            best = (tokens.copy(), w, p, ste)
+    return best

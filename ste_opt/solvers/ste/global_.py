@@ -1,0 +1,193 @@
+"""``global``: branch and bound on the straggler time τ with knapsack bounds (docs/certified.md).
+
+Any allocation with straggler time in ``[τa, τb]`` has tokens that fit at ``τb`` (W_min is
+non-increasing in τ), so its STE is at most ``F_LP(τb) / τa`` with ``F_LP`` the knapsack's LP
+relaxation; the tangent interval bound (W_min is also convex in τ) is much tighter. The search
+(:func:`ste_opt.solvers.ste.taubb.best_first`) starts from a geometric grid on
+``[τ_lo, τ_max]`` (``τ_lo``: where the all-``k_lo`` allocation first fits; beyond ``τ_max`` no
+window grows, so the STE only falls), keeps the interval with the largest bound, splits it at its
+geometric midpoint and evaluates the knapsack there; the integer (Lagrangian + fill) solution at
+each evaluated τ is a feasible allocation with STE ≥ F_int(τ)/τ. It stops when the best bound is
+within ``tol`` (relative) of the incumbent. The incumbent's tokens are finally given the exact
+resource step (least straggler time, spare bandwidth handed out).
+
+Splitting τ cannot remove the knapsack's LP–integer gap. When the interval with the largest bound
+is narrower than ``tol/4`` (relative), or when the LP–integer gap at its right end is what keeps it
+open, the **exact integer step** (:func:`ste_opt.solvers.ste.mckp.exact_integer_step`:
+reduced-cost fixing around the LP price, then a best-first branch and bound on the fractional
+device over the few devices left) bounds the integer optimum ``F*(τb)``, hence the interval by
+``F*(τb)/τa``, within ``tol/4``: every instance certifies. The per-τ work (W_min table, LP price,
+interval bound) is in :mod:`ste_opt.solvers.ste.mckp`: O(M·L) for the table and O(M log L) per
+price, chunked over devices, so time and memory grow linearly in M.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from ...errors import SolverError
+from ..registry import register
+from .knapsack import BOUND_SLACK, certified_solution
+from .mckp import Node, Static, exact_integer_step
+from .taubb import best_first, tau_grid, tau_range
+
+__all__ = ["global_bb", "tau_range"]
+
+log = logging.getLogger(__name__)
+
+
+@register("ste", "global",
+          "branch and bound on the straggler time with knapsack Lagrangian bounds and an exact "
+          "integer step; certified gap <= tol", bound="bound")
+def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
+              n_init: int = 6, tangent: bool = True, cache_size: int | None = None,
+              exact_step: bool = True):
+    """Certified ε-optimal STE allocation.
+
+    Parameters
+    ----------
+    tol : float
+        Relative gap ``(bound - STE) / bound`` at which the search stops (default 1e-4).
+    max_nodes, time_limit : int, float
+        Stop early (status ``time_limit``) after this many τ evaluations or seconds; the
+        returned bound and gap are still valid.
+    n_init : int
+        Points of the initial geometric grid on ``[τ_lo, τ_max]``.
+    tangent : bool
+        Use the tangent interval bound (much tighter, far fewer nodes); ``False`` uses the plain
+        ``F_LP(τb)/τa``.
+    cache_size : int, optional
+        τ points whose tables are kept (each up to three (M, L) float64 tables); default: as many
+        as fit in about 400 MB, at least 2 and at most 64.
+    exact_step : bool
+        Close the LP–integer gap with the exact integer knapsack (default); ``False`` keeps the
+        LP-only search, which can stall on small instances (status ``time_limit``).
+    """
+    if not tol > 0:
+        raise SolverError(f"tol must be > 0, got {tol}")
+    t_start = time.perf_counter()
+    st = Static(problem)
+    lo, hi = tau_range(problem)
+    best = dict(value=-np.inf, tokens=None, tau=None)
+    rows = st.rows
+    if cache_size is None:
+        cache_size = int(min(64, max(2, 4e8 // (24.0 * st.M * st.L))))
+    cache: OrderedDict = OrderedDict()
+    hint = [None, None]                  # previous LP price and columns (warm start)
+    stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0)
+    exact_ub: dict = {}     # τb -> (upper bound on the integer optimum F*(τb), complete, node budget)
+
+    def offer(tokens, value_f, tau):
+        """A token vector that fits at τ with Σ WF = value_f: tighten its τ and keep the best."""
+        val = value_f / tau
+        if val <= best["value"]:
+            return
+        t_act, _, _ = problem.min_straggler_time(tokens, rel_tol=1e-9, tau_hi=tau)
+        if np.isfinite(t_act) and t_act <= tau:
+            val, tau = value_f / t_act, t_act
+        best.update(value=val, tokens=np.asarray(tokens).copy(), tau=tau)
+
+    def point(tau):
+        """Tables and LP at τ (cached); updates the incumbent."""
+        if tau in cache:
+            cache.move_to_end(tau)
+            return cache[tau]
+        nd = Node(st, tau, slopes=tangent)
+        if nd.feasible:
+            nd.lp(hint[0], hint[1])
+            hint[:] = [nd.lam, nd.lp_cols]
+            offer(nd.tokens, nd.int_value, tau)
+        cache[tau] = nd
+        while len(cache) > cache_size:
+            cache.popitem(last=False)
+        return nd
+
+    def threshold():
+        return best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK)
+
+    def ibound(a, b):
+        nd = point(b)
+        if not nd.feasible:
+            return -np.inf
+        if not tangent:
+            return nd.lp_value / a
+        return min(nd.interval_bound(a, target=threshold(), rtol=min(1e-6, tol / 100)), nd.lp_value / a)
+
+    def gap_at(a, b, ub):
+        """Does the knapsack's LP–integer gap at b keep [a, b] open (the bound less that gap
+        would prune it)?"""
+        nd = point(b)
+        if not nd.feasible:
+            return False
+        g = nd.lp_value - nd.int_value
+        return g > 0.25 * tol * abs(nd.lp_value) and ub - g / a <= threshold()
+
+    def int_bound(b, a, budget):
+        """Upper bound on F*(b) from the exact integer step (target: what [a, b] needs)."""
+        got = exact_ub.get(b)
+        if got is not None and (got[1] or got[2] >= budget):
+            return got[0]
+        nd = point(b)
+        if not nd.feasible:
+            return -np.inf
+        # target lowered by the step's own tolerance: "nothing above the target" prunes [a, b]
+        res = exact_integer_step(nd, target=threshold() * a / (1 + tol / 4), rel_gap=tol / 4,
+                                 max_nodes=budget)
+        stats["exact_steps"] += 1
+        stats["exact_nodes"] += res.nodes
+        stats["exact_core_max"] = max(stats["exact_core_max"], res.core)
+        if not res.complete:
+            stats["exact_incomplete"] += 1
+        if res.value > nd.int_value and res.cols is not None:
+            offer(st.lev[res.cols], res.value, b)
+        log.debug("global: exact step at %.9g: core %d devices, %d nodes, bound %.9g", b, res.core,
+                  res.nodes, res.bound)
+        exact_ub[b] = (min(res.bound, got[0]) if got else res.bound, res.complete, budget)
+        return exact_ub[b][0]
+
+    # seed: all k_lo at τ_lo (fits by construction)
+    k0 = problem.k_lo.copy()
+    tau0 = lo / (1 - 1e-9)
+    best.update(value=float(np.sum(problem.WF[rows, k0])) / tau0, tokens=k0, tau=tau0)
+    grid = tau_grid(lo, hi, n_init)
+    heap: list = []
+    for a, b in zip(grid[:-1], grid[1:]):
+        u = ibound(a, b)
+        if np.isfinite(u):
+            heap.append((-u, a, b, False))
+
+    def refine(item):
+        negu, a, b, done = item
+        if not exact_step or done:
+            return None
+        narrow = b <= a * (1 + tol / 4)
+        if narrow or gap_at(a, b, -negu):
+            # the LP–integer gap at b matters: bound by the integer optimum at b
+            u = min(-negu, int_bound(b, a, 20_000 if narrow else 2_000) / a)
+            return (-u, a, b, True)
+        return None
+
+    def split(a, m, b, ub, _):
+        for lo_, hi_ in ((a, m), (m, b)):
+            u = min(ibound(lo_, hi_), ub)      # a child's bound never exceeds its parent's
+            if hi_ in exact_ub:
+                u = min(u, exact_ub[hi_][0] / lo_)
+            if np.isfinite(u):
+                yield (-u, lo_, hi_, False)
+
+    def stop(splits):
+        if len(grid) + splits >= max_nodes or time.perf_counter() - t_start > time_limit:
+            return "time_limit"
+        return None
+
+    status, bound, splits = best_first(heap, incumbent=lambda: best["value"], tol=tol, split=split,
+                                       stop=stop, unsplittable="prune", refine=refine)
+    nodes = len(grid) + splits
+    log.debug("global: %d nodes, %d exact steps, bound %.9g, incumbent %.9g", nodes,
+              stats["exact_steps"], bound, best["value"])
+    return certified_solution(problem, best["tokens"], bound, method="global", status=status,
+                              tol=tol, iterations=nodes,
+                              info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol, **stats})
