@@ -36,7 +36,7 @@ __all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_toke
 
 CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
 _MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
-_SMALL = 30_000        # tables up to this size: choose by counting (no per-device search)
+_SMALL = 300_000       # tables up to this size: choose by counting (no per-device search)
 _FINAL = 2_000         # LP: bisect on λ until this many increments are left, then sort them
 
 
@@ -88,6 +88,19 @@ class Node:
         self.W = np.empty((M, L))
         self.G = np.empty((M, L)) if slopes else None
         ar = np.arange(L)[None, :]
+        # the table-free per-device search needs W (and G, for the tangent costs W + d G, d ≥ 0)
+        # convex in K; rows where rounding breaks that are flagged (and searched by full argmax)
+        check = st.table_free
+        bad_b = st.bad_F.copy()
+        bad_g = np.zeros(M, dtype=bool)
+
+        def nonconvex(X):
+            with np.errstate(invalid="ignore"):
+                d2 = X[:, 2:] - X[:, 1:-1]
+                d2 -= X[:, 1:-1]
+                d2 += X[:, :-2]
+                return np.any(d2 < -1e-9 * X[:, 1:-1], axis=1)
+
         for r0, r1 in st.chunks():
             sl = slice(r0, r1)
             w = up.least_bandwidth_hz(st.bits_lev, self.tau, rows=sl)
@@ -97,26 +110,18 @@ class Node:
                 lowm = ar < bcol[:, None]
                 w = np.where(lowm, w[np.arange(r1 - r0), bcol][:, None], w)
             self.W[sl] = w
+            if check:
+                bad_b[sl] |= nonconvex(w)
             if slopes:
                 g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
                 if low.any():
                     g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
                 self.G[sl] = g
+                if check:
+                    bad_g[sl] = nonconvex(g)
         self.feasible = bool(np.all(np.isfinite(self.W[st.rows, st.base]))) and \
             float(np.sum(self.W[st.rows, st.base])) <= st.W_tot
-        if st.table_free:
-            # the per-device search evaluates ratios on the fly; it needs W (and G, for the tangent
-            # costs W + d G, d ≥ 0) convex in K: rows where rounding breaks that are flagged
-            bad_b = st.bad_F.copy()
-            bad_g = np.zeros(M, dtype=bool)
-            for r0, r1 in st.chunks():
-                for T, out in ((self.W, bad_b), (self.G, bad_g)):
-                    if T is None:
-                        continue
-                    X = T[r0:r1]
-                    with np.errstate(invalid="ignore"):
-                        d2 = X[:, 2:] - 2 * X[:, 1:-1] + X[:, :-2]
-                        out[r0:r1] |= np.any(d2 < -1e-9 * np.abs(X[:, 1:-1]), axis=1)
+        if check:
             self._bad = {None: np.flatnonzero(bad_b) if bad_b.any() else None,
                          "a": np.flatnonzero(bad_b | bad_g) if (bad_b | bad_g).any() else None}
         self._R = {}
