@@ -149,9 +149,10 @@ def test_exact_integer_step_matches_enumeration(seed):
         assert res2.bound <= opt * 1.01 * (1 + 1e-12) and res2.bound >= opt * (1 - 1e-12)
 
 
-@pytest.mark.parametrize("M", [7, 400])
+@pytest.mark.parametrize("M", [7, 400, 3000])
 def test_node_lp_agrees_with_the_reference_knapsack(M):
-    """The per-device price search (table-free above 30,000 entries) gives the greedy's LP."""
+    """The per-device price search (with ratio tables, or on the fly above 300,000 entries)
+    gives the greedy's LP; the exact step's bound dominates what it finds."""
     pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=3))
     static = Static(pb)
     lo, hi = tau_range(pb)
@@ -170,6 +171,10 @@ def test_node_lp_agrees_with_the_reference_knapsack(M):
         ub = node.interval_bound(a)
         assert ub >= node.lp_value / tau * (1 - 1e-12)
         assert ub <= node.lp_value / a * (1 + 1e-12)
+        res = exact_integer_step(node, target=node.int_value, rel_gap=1e-6)
+        assert node.int_value * (1 - 1e-12) <= res.bound <= node.lp_value * (1 + 1e-9)
+        assert res.value <= res.bound * (1 + 1e-12)
+        assert np.sum(pb.w_min(static.lev[res.cols], tau)) <= pb.W_tot * (1 + 1e-9)
 
 
 def test_milp_status_is_honest():

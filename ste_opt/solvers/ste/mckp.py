@@ -88,6 +88,8 @@ class Node:
         self.W = np.empty((M, L))
         self.G = np.empty((M, L)) if slopes else None
         ar = np.arange(L)[None, :]
+        jj = np.arange(L - 1)[None, :]
+        Rb = np.empty((M, L - 1)) if st.table_free else None
         # the table-free per-device search needs W (and G, for the tangent costs W + d G, d ≥ 0)
         # convex in K; rows where rounding breaks that are flagged (and searched by full argmax)
         check = st.table_free
@@ -112,6 +114,14 @@ class Node:
             self.W[sl] = w
             if check:
                 bad_b[sl] |= nonconvex(w)
+                # the increment ratios at τ (the b end), while the chunk is in cache
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    r = np.diff(st.F[sl], axis=1) / np.diff(w, axis=1)
+                if not np.isfinite(w[:, -1]).all():      # (W increases in K: the last level is the largest)
+                    r[np.isnan(r) | ~np.isfinite(w[:, 1:])] = -1.0
+                if low.any():
+                    r[jj < bcol[:, None]] = np.inf
+                Rb[sl] = r
             if slopes:
                 g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
                 if low.any():
@@ -121,11 +131,12 @@ class Node:
                     bad_g[sl] = nonconvex(g)
         self.feasible = bool(np.all(np.isfinite(self.W[st.rows, st.base]))) and \
             float(np.sum(self.W[st.rows, st.base])) <= st.W_tot
+        self._R = {}
+        self._last = {}
         if check:
             self._bad = {None: np.flatnonzero(bad_b) if bad_b.any() else None,
                          "a": np.flatnonzero(bad_b | bad_g) if (bad_b | bad_g).any() else None}
-        self._R = {}
-        self._last = {}
+            self._R[None] = (Rb, self._bad[None])
         self.Wf = self.W.reshape(-1)
         self.Gf = self.G.reshape(-1) if self.G is not None else None
         self.lam = None
@@ -155,8 +166,8 @@ class Node:
         if got is not None:
             return got
         st = self.st
-        if st.table_free:
-            return None, self._bad[None if key is None else "a"]
+        if st.table_free:                  # (the b-end table is built with W)
+            return None, self._bad["a"]
         M, L = st.M, st.L
         R = np.empty((M, L - 1))
         bad = np.zeros(M, dtype=bool)
@@ -179,7 +190,7 @@ class Node:
         return out
 
     def drop_ratios(self):
-        self._R = {}
+        self._R = {k: v for k, v in self._R.items() if k is None and self.st.table_free}
         self._last = {}
 
     # ------------------------------------------------------------------ Lagrangian evaluation
