@@ -60,7 +60,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         Use the tangent interval bound (much tighter, far fewer nodes); ``False`` uses the plain
         ``F_LP(τb)/τa``.
     cache_size : int, optional
-        τ points whose tables are kept (each up to three (M, L) float64 tables); default: as many
+        τ points whose tables are kept (each about 20 bytes per device and level); default: as many
         as fit in about 400 MB, at least 2 and at most 64.
     exact_step : bool
         Close the LP–integer gap with the exact integer knapsack (default); ``False`` keeps the
@@ -74,7 +74,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     best = dict(value=-np.inf, tokens=None, tau=None)
     rows = st.rows
     if cache_size is None:
-        cache_size = int(min(64, max(2, 4e8 // (24.0 * st.M * st.L))))
+        cache_size = int(min(64, max(2, 4e8 // (20.0 * st.M * st.L))))
     cache: OrderedDict = OrderedDict()
     hint = [None, None]                  # previous LP price and columns (warm start)
     stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0)

@@ -86,7 +86,8 @@ class Node:
         M, L = st.M, st.L
         up = pb.uplink
         self.W = np.empty((M, L))
-        self.G = np.empty((M, L)) if slopes else None
+        # |slope| in float32, rounded towards zero: the tangent costs W + d G stay below W_min
+        self.G = np.empty((M, L), dtype=np.float32) if slopes else None
         ar = np.arange(L)[None, :]
         jj = np.arange(L - 1)[None, :]
         Rb = np.empty((M, L - 1)) if st.table_free else None
@@ -126,7 +127,7 @@ class Node:
                 g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
                 if low.any():
                     g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
-                self.G[sl] = g
+                self.G[sl] = g * (1 - 2.5e-7)
                 if check:
                     bad_g[sl] = nonconvex(g)
         self.feasible = bool(np.all(np.isfinite(self.W[st.rows, st.base]))) and \
