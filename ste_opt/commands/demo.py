@@ -7,6 +7,8 @@ all-tokens fp32 baseline (see :mod:`ste_opt.learning_hooks.demo`).
 """
 from __future__ import annotations
 
+from ._common import add_device_options
+
 
 def register(sub):
     p = sub.add_parser("demo", help="run the end-to-end demo on the embedded default",
@@ -17,6 +19,7 @@ def register(sub):
     p.add_argument("--out", default="runs/demo", help="output folder")
     p.add_argument("--no-train", action="store_true", help="only the optimization part")
     p.add_argument("--rounds", type=int, default=None, help="training rounds (default: demo config)")
+    add_device_options(p)
     p.set_defaults(func=run)
 
 
@@ -52,4 +55,5 @@ def run(args) -> int:
     except ImportError as exc:
         print(f"\n(training part skipped: {exc}; install the 'train' extra)")
         return 0
-    return int(train_demo.run(out=out, seed=args.seed, rounds=args.rounds) or 0)
+    dev = {k: v for k, v in (("device", args.device), ("amp", args.amp)) if v}
+    return int(train_demo.run(out=out, seed=args.seed, rounds=args.rounds, overrides=dev or None) or 0)

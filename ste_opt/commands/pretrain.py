@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_device_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -16,6 +18,7 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int, default=None, help="shortcut for --set pretrain.epochs=N")
     p.add_argument("--out", default=None, help="checkpoint path")
     p.add_argument("--threads", type=int, default=None)
+    add_device_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

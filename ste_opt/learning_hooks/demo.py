@@ -5,11 +5,11 @@
 1. gets the frozen backbone (pretrains it on the digits source split, or loads the cached local
    checkpoint under ``.cache/ste_opt/``);
 2. runs split federated LoRA fine-tuning on digits (config ``ste_opt/configs/demo.yaml``) with a
-   :class:`~ste_opt.learning_hooks.solver_schedule.SolverSchedule` (calibrate, redraw fading,
+   :class:`~ste_opt.learning_hooks.closed_loop.SolverSchedule` (calibrate, redraw fading,
    solve with ``alternating``, schedule K_m at 8 bits; ``global`` certifies each round's gap when
    it is registered);
 3. runs the same rounds with the all-tokens fp32 baseline ``StaticSchedule(None, 32)``, priced on
-   the same fading draws (:class:`~ste_opt.learning_hooks.solver_schedule.CostedSchedule`);
+   the same fading draws (:class:`~ste_opt.learning_hooks.closed_loop.CostedSchedule`);
 4. prints one table (accuracy, uplink MB, simulated time, energy, client memory) and writes
    ``<out>/history.csv`` (one row per run and round: predicted latency/energy next to measured
    bits), ``<out>/clients.csv`` (per client and round), ``<out>/summary.json`` and ``<out>/*.png``;
@@ -182,10 +182,10 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
     unless ``out`` is given: then each trainer writes under ``out/<run>/``).
     """
     from ..solvers import list_methods
+    from .closed_loop import CostedSchedule, SolverSchedule
     from .config import load_config, merge
     from .data import load_splits
     from .schedule import StaticSchedule
-    from .solver_schedule import CostedSchedule, SolverSchedule
     from .trainer import SplitFedTrainer
 
     cfg = load_config(config)
@@ -230,7 +230,7 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
     scen = sched.scenario
     summary = {
         "config": cfg, "method": method, "certify": cert, "bits": bits, "seed": seed,
-        "model_spec": {k: v for k, v in tr_s.model_spec().items() if k != "local_steps"},
+        "model_spec": {k: v for k, v in tr_s.model_spec().as_dict().items() if k != "local_steps"},
         "scenario": {"devices": scen.n_devices, "bandwidth_hz": scen.bandwidth_hz, "batch": scen.batch,
                      "n_patches": scen.n_patches, "dim": scen.dim, "bits": scen.bits, "k_min": scen.k_min,
                      "ref_loss_db": scen.ref_loss_db, **scen.meta.get("closed_loop", {})},
@@ -283,8 +283,10 @@ def _round_table(rounds) -> str:
 
 
 def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str = "demo",
-        method: str = "alternating", bits: int = 8, progress: bool = True) -> int:
-    """Run the closed-loop demo and write ``<out>/{history.csv, clients.csv, summary.json, *.png}``."""
+        method: str = "alternating", bits: int = 8, progress: bool = True,
+        overrides: dict | None = None) -> int:
+    """Run the closed-loop demo and write ``<out>/{history.csv, clients.csv, summary.json, *.png}``
+    (``overrides``: config keys merged into the config, e.g. ``{"device": "cuda", "amp": "bf16"}``)."""
     import os
 
     import torch
@@ -297,7 +299,8 @@ def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str =
         torch.set_num_threads(1)   # a busy machine: one thread avoids OpenMP stalls
     print(f"\n== closed loop: solver-scheduled split federated fine-tuning on digits "
           f"({torch.get_num_threads()} torch thread(s))", flush=True)
-    res = run_pair(config, out=out, seed=seed, rounds=rounds, method=method, bits=bits, progress=progress)
+    res = run_pair(config, out=out, seed=seed, rounds=rounds, method=method, bits=bits, progress=progress,
+                   overrides=overrides)
     summary = res["summary"]
     sc = summary["scenario"]
     summary["wall_s"] = time.perf_counter() - t0
