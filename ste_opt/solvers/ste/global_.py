@@ -79,6 +79,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     hint = [None, None]                  # previous LP price and columns (warm start)
     stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0)
     exact_ub: dict = {}     # τb -> (upper bound on the integer optimum F*(τb), complete, node budget)
+    lp_gap: dict = {}       # τ -> (LP value, LP − integer value) of the knapsack there (None: infeasible)
 
     def offer(tokens, value_f, tau):
         """A token vector that fits at τ with Σ WF = value_f: tighten its τ and keep the best."""
@@ -101,6 +102,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             hint[:] = [nd.lam, nd.lp_cols]
             offer(nd.tokens, nd.int_value, tau)
         cache[tau] = nd
+        lp_gap[tau] = (nd.lp_value, nd.lp_value - nd.int_value) if nd.feasible else None
         while len(cache) > cache_size:
             cache.popitem(last=False)
         return nd
@@ -119,11 +121,13 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     def gap_at(a, b, ub):
         """Does the knapsack's LP–integer gap at b keep [a, b] open (the bound less that gap
         would prune it)?"""
-        nd = point(b)
-        if not nd.feasible:
+        if b not in lp_gap:
+            point(b)
+        got = lp_gap[b]
+        if got is None:
             return False
-        g = nd.lp_value - nd.int_value
-        return g > 0.25 * tol * abs(nd.lp_value) and ub - g / a <= threshold()
+        lp, g = got
+        return g > 0.25 * tol * abs(lp) and ub - g / a <= threshold()
 
     def int_bound(b, a, budget):
         """Upper bound on F*(b) from the exact integer step (target: what [a, b] needs)."""
