@@ -12,7 +12,17 @@ import pkgutil
 import sys
 
 from . import __version__
-from .errors import SteOptError
+from .errors import InfeasibleError, SolverError, SteOptError
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _is_input_error(exc: SolverError) -> bool:
+    """A SolverError about the input (unknown method or option, bad option value; marked
+    ``usage`` by :mod:`ste_opt.validate`) is a usage error (exit 2); a solver that failed is 1."""
+    return bool(getattr(exc, "usage", False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,12 +48,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
+    except InfeasibleError as exc:
+        print(f"ste-opt {args.command}: infeasible: {_one_line(exc)}", file=sys.stderr)
+        return 3
+    except SolverError as exc:
+        print(f"ste-opt {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2 if _is_input_error(exc) else 1
     except SteOptError as exc:
-        print(f"ste-opt {args.command}: error: {exc}", file=sys.stderr)
+        print(f"ste-opt {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"ste-opt {args.command}: error: {exc}", file=sys.stderr)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        print(f"ste-opt {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except OSError as exc:   # full disk, I/O error: a runtime failure, one line
+        print(f"ste-opt {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"ste-opt {args.command}: error: out of memory (reduce the instance size)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"ste-opt {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 
 def _ints(text: str, name: str, minimum: int) -> list[int]:
-    from ..errors import SolverError
+    from ..validate import usage_error
 
     try:
         out = [int(x) for x in text.replace(",", " ").split()]
     except ValueError as exc:
-        raise SolverError(f"--{name} must be integers separated by commas, got {text!r}") from exc
+        raise usage_error(f"--{name} must be integers separated by commas, got {text!r}") from exc
     if not out or min(out) < minimum:
-        raise SolverError(f"--{name} must be integers >= {minimum}, got {text!r}")
+        raise usage_error(f"--{name} must be integers >= {minimum}, got {text!r}")
     return out
 
 
@@ -40,13 +40,21 @@ def run(args) -> int:
     import csv
 
     from .. import bench
-    from ._common import table
+    from ..errors import SolverError
+    from ..validate import as_int, usage_error
+    from ._common import parse_value, table
 
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else bench.DEFAULT_METHODS
+    bench.check_sweep_args(methods, args.preset)
     caps = {}
     for item in args.caps or []:
-        k, _, v = item.partition("=")
-        caps[k.strip()] = int(v)
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise usage_error(f"--cap {item!r} must look like METHOD=N")
+        try:
+            caps[k.strip()] = as_int(parse_value(v), f"--cap {k.strip()}", lo=1, exc=SolverError)
+        except SolverError:
+            raise usage_error(f"--cap {item!r}: N must be an integer >= 1") from None
 
     def progress(r):
         msg = r["error"] or f"{r['status']:9s} STE {r['objective']:.6g}  {r['time_s']:.3g} s"

@@ -52,6 +52,8 @@ def run(args) -> int:
     from ..problems.sflam import SFLAMProblem
     from ..solvers.pareto import pareto
 
+    if Path(args.output).suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise InvalidScenarioError(f"-o {args.output}: the figure must be .png, .pdf or .svg", field="output")
     try:
         omegas = [float(x) for x in args.omegas.split(",") if x.strip()]
     except ValueError as exc:
