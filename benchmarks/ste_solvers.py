@@ -47,11 +47,14 @@ SCALE_METHODS = (("global", "global", {}), ("alternating", "alternating", {}),
 def _scale_job(M: int, seed0: int, method: str, options: dict, repeats: int) -> dict:
     """One size and method, in a fresh process: times over repeats and the peak memory."""
     import ste_opt as so
+    from ste_opt.validate import limits
 
     so.list_methods()
     for seed in range(seed0, seed0 + 10):         # the first feasible draw from ``seed0`` on
         try:
-            pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=seed))
+            # M × N beyond the default input-size limit (5,000,000 elements) is intended here
+            with limits(max_elements=max(5_000_000, 200 * M)):
+                pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=seed))
             break
         except so.InfeasibleError:
             continue
