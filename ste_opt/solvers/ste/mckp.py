@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...model.channel import BANDWIDTH_SAFETY, LN2, log1p_root
 from .knapsack import levels_of, polish
 
 __all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_token_step"]
@@ -67,6 +68,66 @@ class Static:
                 dF = np.diff(self.F[r0:r1], axis=1)
                 bad[r0:r1] = np.any(np.diff(dF, axis=1) > 1e-12 * (np.abs(dF[:, :-1]) + 1e-300), axis=1)
         self.bad_F = bad
+        # Energy-limited devices (p = E/t) have a τ-independent root x of ln(1+x) = c x:
+        # c = S ln2 N0 / (E h). Their roots are computed once per device (lazily) and every
+        # τ's W_min is a / x (a = p h / N0), as in ``min_bandwidth_hz``.
+        up = problem.uplink
+        with np.errstate(divide="ignore"):
+            self.c_energy = LN2 * up.noise_psd_w_hz / (up.energy_j * up.gain)  # (M,): c / S
+        self.x_energy = None
+        self.have_x = np.zeros(self.M, dtype=bool)
+
+    def energy_roots(self, idx):
+        """(len(idx), L) roots x for energy-limited rows ``idx`` (0 where no bandwidth sends the
+        level: W = inf; nan where the level has no bits: W = 0)."""
+        if self.x_energy is None:
+            self.x_energy = np.empty((self.M, self.L))
+        need = idx[~self.have_x[idx]]
+        if need.size:
+            c = self.c_energy[need][:, None] * self.bits_lev
+            x = log1p_root(c)
+            x = np.where((c > 0) & (c < 1), x, 0.0)
+            x[np.broadcast_to(self.bits_lev <= 0, x.shape)] = np.nan
+            self.x_energy[need] = x
+            self.have_x[need] = True
+        return self.x_energy[idx]
+
+    def table_chunk(self, tau, r0, r1, slopes):
+        """``(W, |∂W/∂τ|)`` of rows r0..r1 at τ (the slope None without ``slopes``): the model's
+        least bandwidth and slope (``UplinkWindows``), with the energy-limited rows from their
+        cached roots (same formulas, no root finding)."""
+        up = self.problem.uplink
+        sl = slice(r0, r1)
+        t_raw = tau - up.offset_s[sl]
+        t = np.minimum(t_raw, up.cap_s[sl])
+        pos = t > 0
+        ts = np.where(pos, t, 1.0)
+        e_over_t = up.energy_j[sl] / ts
+        en = pos & (up.p_max_w[sl] > e_over_t)
+        n_en = int(np.count_nonzero(en))
+        if n_en < 64:
+            w = up.least_bandwidth_hz(self.bits_lev, tau, rows=sl)
+            g = -up.least_bandwidth_slope(tau, w, rows=sl) if slopes else None
+            return w, g
+        w = np.empty((r1 - r0, self.L))
+        g = np.empty((r1 - r0, self.L)) if slopes else None
+        ie = np.flatnonzero(en)
+        if n_en < r1 - r0:
+            io = np.flatnonzero(~en)
+            w[io] = up.least_bandwidth_hz(self.bits_lev, tau, rows=r0 + io)
+            if slopes:
+                g[io] = -up.least_bandwidth_slope(tau, w[io], rows=r0 + io)
+        a = (e_over_t[ie] * up.gain[r0 + ie] / up.noise_psd_w_hz)[:, None]
+        x = self.energy_roots(r0 + ie)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            we = a / x * (1.0 + BANDWIDTH_SAFETY)
+        we[np.isnan(x)] = 0.0
+        w[ie] = we
+        if slopes:
+            growing = (t_raw[ie] > 0) & (t_raw[ie] <= up.cap_s[r0 + ie])
+            ge = we / ts[ie][:, None]
+            g[ie] = np.where(growing[:, None] & np.isfinite(we), ge, 0.0)
+        return w, g
 
     def chunks(self):
         r = self.rows_per_chunk
@@ -106,7 +167,7 @@ class Node:
 
         for r0, r1 in st.chunks():
             sl = slice(r0, r1)
-            w = up.least_bandwidth_hz(st.bits_lev, self.tau, rows=sl)
+            w, g = st.table_chunk(self.tau, r0, r1, slopes)
             bcol = st.base[sl]
             low = bcol > 0
             if low.any():                     # below a device's first level: its first level's cost
@@ -124,7 +185,6 @@ class Node:
                     r[jj < bcol[:, None]] = np.inf
                 Rb[sl] = r
             if slopes:
-                g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
                 if low.any():
                     g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
                 self.G[sl] = g * (1 - 2.5e-7)
