@@ -543,28 +543,47 @@ class Node:
             # the right of λ0 only if the a-end dominates with a negative subgradient
             if vb / b >= va / a or best <= target or ga >= 0:
                 return best
-            return self._interval_search(a, b, lam0, best, target, iters, rtol)
+            return self._interval_search(a, b, lam0, best, target, iters, rtol,
+                                         start=(vb, gb, va, ga))
         finally:
             self._R.pop(float(a), None)          # the a-end ratio table is not reused
             self._last.pop(float(a), None)
 
-    def _interval_search(self, a, b, lam0, best, target, iters, rtol):
+    def _interval_search(self, a, b, lam0, best, target, iters, rtol, start=None):
         """Minimize the convex ``h(λ) = max(Φ_b(λ)/b, Φ_a(λ)/a)`` right of λ0: bracket, then
         1-D cutting planes (the tangent lines of h at the bracket ends meet below h; their
-        intersection is the next trial and a lower bound on min h)."""
-        def h(lam):
-            vb_, gb_, _ = self.phi(lam, None)
-            va_, ga_, _ = self.phi(lam, a)
+        intersection is the next trial and a lower bound on min h). ``start``: ``(Φ_b, ∂Φ_b,
+        Φ_a, ∂Φ_a)`` at λ0 when already known. The first trial right of λ0 is where the a-end's
+        tangent at λ0 meets the b-end's value there (a little beyond), then steps grow by 4×."""
+        def pick(vb_, gb_, va_, ga_):
             fb_, fa_ = vb_ / b, va_ / a
             return (fb_, gb_ / b) if fb_ >= fa_ else (fa_, ga_ / a)
 
+        def h(lam):
+            vb_, gb_, _ = self.phi(lam, None)
+            va_, ga_, _ = self.phi(lam, a)
+            return pick(vb_, gb_, va_, ga_)
+
         st = self.st
         lo = lam0
+        if start is not None:
+            v_lo, s_lo = pick(*start)
+        else:
+            v_lo, s_lo = h(lo)
+        step = None
+        if lam0 > 0 and start is not None and start[3] < 0:
+            vb0, _, va0, ga0 = start
+            step = (va0 / a - vb0 / b) / (-ga0 / a) * 1.5
+            if not (np.isfinite(step) and 1e-9 * lam0 < step < lam0 / 64):
+                step = lam0 / 64
         lam = lam0 if lam0 > 0 else 1e-9 * float(np.sum(st.F[:, -1])) / st.W_tot
-        v_lo, s_lo = h(lo)
         hi = None
         for _ in range(200):
-            lam = lam * 2
+            if step is not None:
+                lam = lo + step
+                step *= 4
+            else:
+                lam = lam * 2
             v, sl = h(lam)
             best = min(best, v)
             if best <= target:
