@@ -228,7 +228,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.ste_solvers")
     ap.add_argument("--quick", action="store_true", help="smoke run (small sizes, one seed)")
     ap.add_argument("--million", action="store_true",
-                    help="add M = 1,000,000 to part S (about 4 min and 12 GB for global)")
+                    help="add M = 1,000,000 to part S (about 2 min and 13 GB for global)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     rows_s = part_scale(args.quick, args.million)
