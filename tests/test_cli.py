@@ -88,16 +88,16 @@ def test_bad_input_file_and_preset(tmp_path, capsys):
     assert "p_max_w" in err and len(err.strip().splitlines()) == 1
 
 
-def test_infeasible_instance_exits_2_with_deficit(tmp_path, capsys):
+def test_infeasible_instance_exits_3_with_deficit(tmp_path, capsys):
     scen_path = tmp_path / "scen.yaml"
     assert main(["generate", "--devices", "10", "--bandwidth-hz", "1e5", "-o", str(scen_path)]) == 0
     capsys.readouterr()
-    assert main(["solve", str(scen_path)]) == 2
+    assert main(["solve", str(scen_path)]) == 3
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "MHz" in err
 
 
 def test_no_command_prints_help(capsys):
-    assert main([]) == 1
+    assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out

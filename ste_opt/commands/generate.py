@@ -11,14 +11,25 @@ def register(sub):
     p.add_argument("--bandwidth-hz", type=float, default=None, help="total bandwidth (default: preset rule)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a preset option (repeatable), e.g. --set energy_max_j=0.5")
-    p.add_argument("-o", "--output", required=True, help="output file (.yaml, .yml or .json)")
+    p.add_argument("--format", choices=["yaml", "json"], default=None,
+                   help="format written by -o - (default yaml); a file takes its suffix")
+    from ._common import add_output
+
+    add_output(p, required=True, help="output file (.yaml, .yml or .json; - writes to stdout)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import json
+    import sys
+
+    import yaml
+
     from ..io import save_scenario
     from ..scenario import make_scenario
-    from ._common import parse_options
+    from ._common import check_output, parse_options
+
+    out = check_output(args.output, suffixes=(".yaml", ".yml", ".json"), stdout_ok=True)
 
     kw = parse_options(args.overrides)
     for k, v in list(kw.items()):
@@ -27,6 +38,14 @@ def run(args) -> int:
     if args.bandwidth_hz is not None:
         kw["bandwidth_hz"] = args.bandwidth_hz
     scen = make_scenario(args.preset, n_devices=args.devices, seed=args.seed, **kw)
-    path = save_scenario(scen, args.output)
+    if out == "-":
+        data = scen.to_dict()
+        if args.format == "json":
+            sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        else:
+            sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=None,
+                                            width=120))
+        return 0
+    path = save_scenario(scen, out)
     print(f"wrote {path}: {scen!r}")
     return 0

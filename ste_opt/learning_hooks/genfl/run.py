@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from .generator import FlowMatchingGenerator, GeneratorConfig
 from .metrics import generator_quality, train_referee
 from .sources import ArraySource, DiffusersSource, FlowMatchingSource, SyntheticPool
 from .workflow import TOPUP_POLICIES, GenFLClient, GenFLServer, run_data_step
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["GenFLRunConfig", "prepare_generator", "make_clients", "run_arms", "run_experiment",
            "save_sample_grid", "plot_accuracy", "write_history", "ARMS"]
@@ -119,7 +122,7 @@ def _generator_cache_path(cfg: GenFLRunConfig) -> Path:
     return DEFAULT_CACHE / f"flow_matching-{cfg.dataset}-{digest}.pt"
 
 
-def prepare_generator(cfg: GenFLRunConfig, split: GenFLSplit, log=print) -> tuple[object, dict]:
+def prepare_generator(cfg: GenFLRunConfig, split: GenFLSplit, log=_log.info) -> tuple[object, dict]:
     """Build the synthetic source named by ``cfg.source``; returns ``(source, info)``.
 
     ``builtin``: load ``cfg.generator_path`` (or the cache file keyed by the generator config and
@@ -168,7 +171,7 @@ def make_clients(cfg: GenFLRunConfig, split: GenFLSplit) -> list[GenFLClient]:
 
 
 def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
-             log=print, on_round=None) -> tuple[list[dict], dict]:
+             log=_log.info, on_round=None) -> tuple[list[dict], dict]:
     """Run the configured arms; returns ``(history rows, extra info)``. ``on_round(row)`` is called
     after every round of every arm (the run folder uses it to write history.csv as it goes)."""
     rows: list[dict] = []
@@ -277,8 +280,13 @@ def plot_accuracy(rows: list[dict], path: Path, title: str = "") -> Path:
 
 
 def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = True,
-                   log=print) -> dict:
-    """Full GenFL run: split, generator, quality report, the arms, and the run folder."""
+                   log=_log.info) -> dict:
+    """Full GenFL run: split, generator, quality report, the arms, and the run folder.
+
+    Messages go to ``log`` (default: this module's logger, INFO); the arms' rounds show a
+    progress bar (:func:`ste_opt.progress.progress`)."""
+    from ...progress import progress as progress_bar
+
     import yaml
 
     cfg.validate()
@@ -319,7 +327,17 @@ def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = 
         done.append(dict(row))
         write_history(done, out / "history.csv")
 
-    rows, extra = run_arms(cfg, split, pool, log, on_round=keep)
+    bar = progress_bar(total=len(cfg.arms) * int(cfg.fl.rounds), desc="GenFL arms", unit="round")
+
+    def keep_and_tick(row: dict) -> None:
+        keep(row)
+        bar.set_postfix(arm=row.get("arm"), acc=f"{row.get('test_acc', float('nan')):.3f}")
+        bar.update(1)
+
+    try:
+        rows, extra = run_arms(cfg, split, pool, log, on_round=keep_and_tick)
+    finally:
+        bar.close()
     summary.update(extra)
     summary["final_accuracy"] = {arm: [r for r in rows if r["arm"] == arm][-1]["test_acc"]
                                  for arm in cfg.arms}
