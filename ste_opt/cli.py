@@ -174,9 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
+    saved = (list(log.handlers), log.level, log.propagate)
     configure_logging(int(args.verbose or 0) - int(args.quiet or 0))
-    for note in getattr(args, "deprecated_options", ()):
-        log.warning(note)
+    try:
+        for note in getattr(args, "deprecated_options", ()):
+            log.warning(note)
+        return _run(args)
+    finally:  # in-process callers (tests, notebooks) get their logging back
+        from .progress import set_progress
+
+        log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+        set_progress(None)
+
+
+def _run(args: argparse.Namespace) -> int:
     command = args.command
     try:
         rc = int(args.func(args) or 0)

@@ -160,7 +160,7 @@ EXTRA_MODULES = {"train": ("torch", "timm", "peft", "sklearn"), "dist": ("ray", 
                  "ref": ("pyscipopt",)}
 
 
-def missing_modules(extra: str) -> list[str]:
+def missing_modules(extra: str, modules: Iterable[str] | None = None) -> list[str]:
     """The modules of ``extra`` that are not installed.
 
     torch, sklearn, ray, flwr and pyscipopt are imported (the sure test; the commands import them
@@ -170,7 +170,7 @@ def missing_modules(extra: str) -> list[str]:
     import importlib.util
 
     out = []
-    for name in EXTRA_MODULES[extra]:
+    for name in modules or EXTRA_MODULES[extra]:
         try:
             if name in ("timm", "peft"):
                 if importlib.util.find_spec(name) is None:
@@ -182,9 +182,10 @@ def missing_modules(extra: str) -> list[str]:
     return out
 
 
-def require_extra(extra: str, what: str) -> None:
-    """Raise ``ModuleNotFoundError`` (the CLI turns it into one line) when ``extra`` is missing."""
-    missing = missing_modules(extra)
+def require_extra(extra: str, what: str, modules: Iterable[str] | None = None) -> None:
+    """Raise ``ModuleNotFoundError`` (the CLI turns it into one line, exit 1) when ``extra`` (or
+    just its ``modules``) is missing."""
+    missing = missing_modules(extra, modules)
     if missing:
         raise ModuleNotFoundError(f"{what} needs {', '.join(missing)}: pip install "
                                   f"'ste-opt[{extra}]'", name=missing[0])

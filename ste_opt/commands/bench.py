@@ -69,7 +69,7 @@ def run(args) -> int:
 
     from .. import bench
     from ..progress import progress as progress_bar
-    from ._common import UsageError, check_output, dumps_json, table
+    from ._common import UsageError, check_output, dumps_json, require_extra, table
 
     out = check_output(args.output, suffixes=(".csv",), stdout_ok=True)
     if out == "-" and args.json:
@@ -79,6 +79,8 @@ def run(args) -> int:
     sizes, seeds = _ints(args.sizes, "sizes", 1), _ints(args.seeds, "seeds", 0)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.backend == "ray":
+        require_extra("dist", "--backend ray", modules=("ray",))
     log = logging.getLogger(__name__)
     bar = progress_bar(total=len(sizes) * len(seeds) * len(methods), desc="bench", unit="run")
 

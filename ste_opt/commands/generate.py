@@ -41,10 +41,10 @@ def run(args) -> int:
     if out == "-":
         data = scen.to_dict()
         if args.format == "json":
-            sys.stdout.write(json.dumps(data, indent=2) + "\n")
-        else:
-            sys.stdout.write(yaml.safe_dump(data, sort_keys=False, default_flow_style=None,
-                                            width=120))
+            json.dump(data, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:  # streamed: a reader that stops early (| head) is noticed while writing
+            yaml.safe_dump(data, sys.stdout, sort_keys=False, default_flow_style=None, width=120)
         return 0
     path = save_scenario(scen, out)
     print(f"wrote {path}: {scen!r}")

@@ -40,7 +40,6 @@ __all__ = ["GenFLRunConfig", "prepare_generator", "make_clients", "run_arms", "r
            "save_sample_grid", "plot_accuracy", "write_history", "ARMS"]
 
 ARMS = ("real_only", "aigc_only", "genfl")
-DEFAULT_CACHE = Path(".cache") / "genfl"
 
 
 @dataclass
@@ -119,7 +118,9 @@ def _generator_cache_path(cfg: GenFLRunConfig) -> Path:
                       "server_per_class": cfg.server_per_class, "test_size": cfg.test_size,
                       "split_seed": cfg.split_seed}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return DEFAULT_CACHE / f"flow_matching-{cfg.dataset}-{digest}.pt"
+    from ...cache import cache_dir
+
+    return cache_dir("genfl") / f"flow_matching-{cfg.dataset}-{digest}.pt"
 
 
 def prepare_generator(cfg: GenFLRunConfig, split: GenFLSplit, log=_log.info) -> tuple[object, dict]:
