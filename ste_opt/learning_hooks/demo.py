@@ -3,7 +3,7 @@
 :func:`run` (called by :mod:`ste_opt.commands.demo` after the optimization half):
 
 1. gets the frozen backbone (pretrains it on the digits source split, or loads the cached local
-   checkpoint under ``.cache/ste_opt/``);
+   checkpoint in the cache folder, :func:`ste_opt.cache.cache_dir`);
 2. runs split federated LoRA fine-tuning on digits (config ``ste_opt/configs/demo.yaml``) with a
    :class:`~ste_opt.learning_hooks.solver_schedule.SolverSchedule` (calibrate, redraw fading,
    solve with ``alternating``, schedule K_m at 8 bits; ``global`` certifies each round's gap when
