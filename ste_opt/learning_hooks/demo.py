@@ -153,6 +153,10 @@ def _plots(out: Path, rounds, clients) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_xlabel("round")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("client")
         ax.set_title("K_m chosen by the solver (blank: excluded)")
         fig.colorbar(im, ax=ax, label="tokens kept")

@@ -270,6 +270,9 @@ def plot_accuracy(rows: list[dict], path: Path, title: str = "") -> Path:
         ax.plot([r["round"] + 1 for r in rr], [100 * r["test_acc"] for r in rr], marker=".",
                 label=arm)
     ax.set_xlabel("rounds completed")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 2.5-th round
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
