@@ -34,4 +34,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check ste_opt tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build dist *.egg-info

@@ -20,7 +20,14 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine_line, md_table, read_csv, results_dir, write_csv, write_section
+from benchmarks.common import (
+    machine_line,
+    md_table,
+    read_csv,
+    results_dir,
+    write_csv,
+    write_section,
+)
 from ste_opt import bench
 
 NAME = "ste_solvers"

@@ -211,7 +211,9 @@ def _run(args: argparse.Namespace) -> int:
         _error(command, exc)
         return EXIT_USAGE
     except ModuleNotFoundError as exc:
-        msg = missing_extra(exc)
+        from .commands._common import MissingExtraError
+
+        msg = str(exc) if isinstance(exc, MissingExtraError) else missing_extra(exc)
         if msg is None:
             raise
         _error(command, msg)

@@ -291,3 +291,17 @@ def test_core_only_install_gives_one_line_per_command(tmp_path):
     assert len(warn) == 1 and "training part skipped" in warn[0] and "ste-opt[train]" in warn[0]
     assert (tmp_path / "demo" / "solution_alternating.json").is_file()
     assert not (tmp_path / "demo" / "history.csv").exists()
+
+
+def test_solver_banner_stays_off_stdout_unless_verbose(scen_file):
+    pytest.importorskip("highspy")
+    argv = [sys.executable, "-m", "ste_opt.cli", "solve", str(scen_file), "--method", "milp",
+            "--option", "backend=highspy", "--json"]
+    quiet = subprocess.run(argv, capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert json.loads(quiet.stdout)["solution"]["method"] == "milp"  # nothing but the JSON
+    assert "HiGHS" not in quiet.stderr
+    loud = subprocess.run([*argv, "-v"], capture_output=True, text=True, env=_env(), cwd=ROOT,
+                          timeout=300)
+    assert loud.returncode == 0 and json.loads(loud.stdout)["solution"]["method"] == "milp"
+    assert "HiGHS" in loud.stderr

@@ -4,7 +4,7 @@ extras."""
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
 import json
 import math
 import os
@@ -153,6 +153,46 @@ def dumps_json(obj) -> str:
     return json.dumps(jsonable(obj), indent=2, allow_nan=False)
 
 
+@contextlib.contextmanager
+def solver_output_to_stderr():
+    """While solving, whatever a compiled solver writes to standard output (the HiGHS banner of
+    ``highspy.Highs()``, SCIP messages) is dropped, or sent to standard error with ``-v``
+    (the ``ste_opt.solvers`` loggers at DEBUG), so that standard output holds only the command's
+    own output (a summary, JSON, CSV)."""
+    import logging
+
+    try:
+        fd = sys.stdout.fileno()
+        err_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # captured streams (tests): nothing to redirect
+        yield
+        return
+    verbose = logging.getLogger("ste_opt.solvers").isEnabledFor(logging.DEBUG)
+    sys.stdout.flush()
+    _flush_c_stdio()
+    saved = os.dup(fd)
+    target = err_fd if verbose else os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(target, fd)
+        yield
+    finally:
+        _flush_c_stdio()
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+        if target != err_fd:
+            os.close(target)
+
+
+def _flush_c_stdio() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # pragma: no cover - no C library to flush
+        pass
+
+
 # ---------------------------------------------------------------------------------------------
 # optional extras
 
@@ -182,13 +222,17 @@ def missing_modules(extra: str, modules: Iterable[str] | None = None) -> list[st
     return out
 
 
+class MissingExtraError(ModuleNotFoundError):
+    """An optional extra is not installed; the message names it and the pip command."""
+
+
 def require_extra(extra: str, what: str, modules: Iterable[str] | None = None) -> None:
     """Raise ``ModuleNotFoundError`` (the CLI turns it into one line, exit 1) when ``extra`` (or
     just its ``modules``) is missing."""
     missing = missing_modules(extra, modules)
     if missing:
-        raise ModuleNotFoundError(f"{what} needs {', '.join(missing)}: pip install "
-                                  f"'ste-opt[{extra}]'", name=missing[0])
+        raise MissingExtraError(f"{what} needs {', '.join(missing)}, not installed: pip install "
+                                f"'ste-opt[{extra}]'", name=missing[0])
 
 
 def parse_value(text: str):

@@ -64,12 +64,20 @@ def write_csv(rows: list[dict], fh) -> None:
 
 
 def run(args) -> int:
+    import contextlib
     import logging
     import sys
 
     from .. import bench
     from ..progress import progress as progress_bar
-    from ._common import UsageError, check_output, dumps_json, require_extra, table
+    from ._common import (
+        UsageError,
+        check_output,
+        dumps_json,
+        require_extra,
+        solver_output_to_stderr,
+        table,
+    )
 
     out = check_output(args.output, suffixes=(".csv",), stdout_ok=True)
     if out == "-" and args.json:
@@ -90,15 +98,15 @@ def run(args) -> int:
         log.info("  M=%-6d seed=%-3d %-18s %s", r["n_devices"], r["seed"], r["method"], msg)
 
     kw = dict(sizes=sizes, seeds=seeds, methods=methods, preset=args.preset, caps=caps)
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        stack.enter_context(solver_output_to_stderr())
         if args.backend == "ray":
             from ..sweep_ray import sweep_ray
 
             rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
         else:
             rows = bench.sweep(progress=progress, **kw)
-    finally:
-        bar.close()
     summ = bench.summarize(rows)
     if out is not None and out != "-":
         with open(out, "w", newline="") as fh:

@@ -40,9 +40,7 @@ TABLE_SUFFIXES = (".csv", ".json")
 
 def _load(args):
     from ..errors import InvalidScenarioError
-    from ..io import load_scenario
     from ..scenario import make_scenario
-
     from ._common import load_scenario_arg
 
     path = Path(args.instance)
@@ -82,7 +80,7 @@ def run(args) -> int:
 
     from ..errors import SteOptError
     from ..problems.sflam import SFLAMProblem, pareto
-    from ._common import UsageError, check_output, dumps_json
+    from ._common import UsageError, check_output, dumps_json, solver_output_to_stderr
 
     log = logging.getLogger(__name__)
     output = args.output if args.output is not None or args.json else "front.png"
@@ -99,14 +97,15 @@ def run(args) -> int:
     if not omegas or not all(0.0 <= w <= 1.0 for w in omegas):
         raise UsageError(f"--omegas must be weights in [0, 1], got {args.omegas!r}")
     problem = SFLAMProblem(_load(args), per_device_bits=args.per_device_bits)
-    series = {args.method: pareto(problem, omegas, method=args.method)}
-    for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
-        opts = {"bits": args.fixed_bits} if name == "fixed_bits" else {}
-        try:
-            series[name if name != "fixed_bits" else f"fixed_bits={args.fixed_bits}"] = pareto(
-                problem, omegas, method=name, **opts)
-        except SteOptError as exc:
-            log.warning("baseline %s skipped: %s", name, exc)
+    with solver_output_to_stderr():
+        series = {args.method: pareto(problem, omegas, method=args.method)}
+        for name in [b.strip() for b in args.baselines.split(",") if b.strip()]:
+            opts = {"bits": args.fixed_bits} if name == "fixed_bits" else {}
+            try:
+                series[name if name != "fixed_bits" else f"fixed_bits={args.fixed_bits}"] = pareto(
+                    problem, omegas, method=name, **opts)
+            except SteOptError as exc:
+                log.warning("baseline %s skipped: %s", name, exc)
     rows = []
     for name, front in series.items():
         for r in front.to_rows():

@@ -82,6 +82,7 @@ def run(args) -> int:
         load_scenario_arg,
         make_problem,
         parse_options,
+        solver_output_to_stderr,
     )
 
     out = check_output(args.output, suffixes=SOLUTION_SUFFIXES, stdout_ok=True)
@@ -100,7 +101,8 @@ def run(args) -> int:
         raise UsageError(f"method {method!r} has no option(s) {', '.join(unknown)}; its options "
                          f"are: {', '.join(methods[method].options) or '(none)'}")
     logging.getLogger(__name__).debug("solving %s with %s %s", args.instance, method, options)
-    sol = solve(problem, method, **options)
+    with solver_output_to_stderr():
+        sol = solve(problem, method, **options)
     report = problem.check(sol)
     if not report.ok:
         raise SolverError(f"solution fails check(): worst violation {report.worst()}")

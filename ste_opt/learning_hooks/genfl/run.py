@@ -289,9 +289,9 @@ def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = 
 
     Messages go to ``log`` (default: this module's logger, INFO); the arms' rounds show a
     progress bar (:func:`ste_opt.progress.progress`)."""
-    from ...progress import progress as progress_bar
-
     import yaml
+
+    from ...progress import progress as progress_bar
 
     cfg.validate()
     out = Path(out_dir)
