@@ -87,6 +87,18 @@ def test_generate_to_stdout_then_solve_from_stdin(monkeypatch, capsys):
     assert sol["method"] == "alternating" and len(sol["tokens"]) == 4
 
 
+def test_training_config_from_stdin(monkeypatch):
+    import argparse
+
+    from ste_opt.commands._common import training_config
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("name: piped\nfederation: {rounds: 3}\n"))
+    args = argparse.Namespace(config="-", overrides=["optim.lr=0.05"], threads=None)
+    cfg = training_config(args, [])
+    assert cfg["name"] == "piped" and cfg["federation"]["rounds"] == 3
+    assert cfg["optim"]["lr"] == 0.05
+
+
 def test_stdin_garbage_is_an_input_error(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("- just\n- a list\n"))
     assert main(["solve", "-"]) == 2
