@@ -204,9 +204,12 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INFEASIBLE
     except SteOptError as exc:
         # bad input values (InvalidScenarioError, ConfigError, the commands' UsageError) are
-        # ValueErrors: usage or input error; the others (SolverError...) failed while running
+        # ValueErrors, and errors marked ``usage`` (a SolverError about an unknown method or a bad
+        # option, from the validation layer) are the caller's too: usage or input error (2);
+        # the others (a solver that failed) failed while running (1)
         _error(command, exc)
-        return EXIT_USAGE if isinstance(exc, ValueError) else EXIT_FAILURE
+        usage = isinstance(exc, ValueError) or bool(getattr(exc, "usage", False))
+        return EXIT_USAGE if usage else EXIT_FAILURE
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         _error(command, exc)
         return EXIT_USAGE
