@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 demo: $(STAMP)
 	$(VENV)/bin/ste-opt demo
 
-# the whole suite (about 2 minutes on 2 cores, including the Ray/Flower engine tests marked slow)
+# the import contracts first (layers, no cycles, private modules: docs/ARCHITECTURE.md), then the
+# whole suite (about 2 minutes on 2 cores, including the Ray/Flower engine tests marked slow)
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 # skip the tests marked slow (about 45 s)
 test-fast: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
@@ -32,6 +35,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ste_opt tests benchmarks
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache build dist *.egg-info

@@ -11,7 +11,7 @@ same cached pretrained backbone:
   denominators (the shape of its Fig. 6), next to the solver's optimum;
 - ``fading``: K_m chosen per round under Rayleigh fading (30 planned rounds, no training);
 - ``sflam``: SFLAM pilots — all tokens at 2/4/8/32 bits, rounds to reach test-error targets, and
-  ``ste_opt.problems.sflam.fit_convergence_model`` fitting A, B0, C of DESIGN §4.
+  ``ste_opt.model.convergence.fit_convergence_model`` fitting A, B0, C of docs/MODEL.md §4.
 
 Usage: ``python -m benchmarks.closed_loop [--quick] [--rounds N] [--pair-rounds N] [--parts a,b]``;
 a run of some parts merges them with the parts stored in ``results/closed_loop.json``.
@@ -241,8 +241,7 @@ def plot_fading(rows: list[dict]) -> None:
             grid[clients.index(int(x["client"])), rounds.index(int(x["round"]))] = x["tokens_kept"]
     part = [x for x in rows if not x["excluded"] and x["tokens_kept"] is not None]
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.35, 1]})
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("#dddddd")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
     im = ax[0].imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, origin="lower",
                       interpolation="nearest",
                       extent=(rounds[0] - 0.5, rounds[-1] + 0.5, -0.5, len(clients) - 0.5))
@@ -285,7 +284,7 @@ def _rounds_to(errors, eps):
 
 def part_sflam(cfg, splits, rounds, out, bit_list, cache):
     try:
-        from ste_opt.problems.sflam import fit_convergence_model
+        from ste_opt.model.convergence import fit_convergence_model
     except ImportError:
         fit_convergence_model = None
     curves = {}
@@ -308,7 +307,7 @@ def part_sflam(cfg, splits, rounds, out, bit_list, cache):
     fit = None
     msg = ""
     if fit_convergence_model is None:
-        msg = "ste_opt.problems.sflam.fit_convergence_model not available"
+        msg = "ste_opt.model.convergence.fit_convergence_model not available"
     else:
         try:
             fit = fit_convergence_model([r["bits"] for r in rows], [r["rounds_to_target"] for r in rows],

@@ -214,9 +214,8 @@ def _run(args: argparse.Namespace) -> int:
         _error(command, exc)
         return EXIT_USAGE
     except ModuleNotFoundError as exc:
-        from .commands._common import MissingExtraError
-
-        msg = str(exc) if isinstance(exc, MissingExtraError) else missing_extra(exc)
+        # a command's own check (commands' MissingExtraError, with ``extra`` set) says it all
+        msg = str(exc) if getattr(exc, "extra", None) else missing_extra(exc)
         if msg is None:
             raise
         _error(command, msg)

@@ -12,23 +12,10 @@ from pathlib import Path
 import yaml
 
 from .errors import InvalidScenarioError
-from .solvers.result import Solution
+from .problems.result import Solution
+from .scenarios import scenario_classes
 
 __all__ = ["save_scenario", "load_scenario", "save_solution", "load_solution", "scenario_classes"]
-
-
-def scenario_classes() -> dict:
-    """Scenario classes by ``kind``."""
-    from .scenario import Scenario
-
-    out = {Scenario.kind: Scenario}
-    try:
-        from .scenario_sflam import SFLAMScenario
-        out[SFLAMScenario.kind] = SFLAMScenario
-    except ModuleNotFoundError as exc:  # pragma: no cover - until the SFLAM module exists
-        if exc.name != "ste_opt.scenario_sflam":
-            raise
-    return out
 
 
 def _fmt(path) -> str:

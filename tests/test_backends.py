@@ -252,8 +252,8 @@ def test_map_ray_is_an_ordered_map():
     pytest.importorskip("ray")
     import functools
 
-    from ste_opt.payload import payload_bits
-    from ste_opt.sweep_ray import map_ray
+    from ste_opt.bench.ray_sweep import map_ray
+    from ste_opt.model.payload import payload_bits
 
     rng = np.random.default_rng(3)
     mats = [rng.standard_normal((6, 6)) for _ in range(7)]
@@ -269,7 +269,7 @@ def test_map_ray_is_an_ordered_map():
 def test_sweep_ray_equals_serial_sweep():
     pytest.importorskip("ray")
     from ste_opt import bench
-    from ste_opt.sweep_ray import TIMING_FIELDS, sweep_ray
+    from ste_opt.bench.ray_sweep import TIMING_FIELDS, sweep_ray
 
     kw = dict(sizes=(5,), seeds=(0, 1), methods=("global", "alternating"))
     serial = bench.sweep(**kw)

@@ -1,4 +1,5 @@
-"""Channel formulas and unit conversions against hand-worked numbers and scipy's brentq.
+"""Channel formulas and unit conversions against hand-worked numbers, scipy's brentq, and the
+bisection and Lambert-W references of ``channel_reference`` (the library has one root finder).
 
 Hand-worked reference instance: N0 = 1e-20 W/Hz (−170 dBm/Hz), h = 1e-13, p = 0.1 W, so
 ``a = p h / N0 = 1e6 Hz``; at W = 1 MHz the SNR is 1 and R = 1e6 · log2(2) = 1 Mbit/s.
@@ -9,9 +10,11 @@ import math
 
 import numpy as np
 import pytest
+from channel_reference import log1p_root_bisect, log1p_root_lambertw, min_bandwidth_hz_bisect
 from scipy.optimize import brentq
 
-from ste_opt import channel, units
+from ste_opt import units
+from ste_opt.model import channel
 
 N0 = 1e-20
 H = 1e-13
@@ -73,7 +76,7 @@ def test_rayleigh_fading_seeded_mean_one():
 
 # ---------------------------------------------------------------------------- inverse problems
 def test_min_bandwidth_hand_value():
-    # R(1 MHz) = 1 Mbit/s exactly, so 1 Mbit/s needs 1 MHz (rounded up by the 1e-12 safety)
+    # R(1 MHz) = 1 Mbit/s exactly, so 1 Mbit/s needs 1 MHz (rounded up by the 2e-12 safety)
     assert channel.min_bandwidth_hz(1e6, P, H, N0) == pytest.approx(1e6, rel=1e-11)
     assert channel.min_bandwidth_hz(2e6 / 3, P, H, N0) == pytest.approx(1e6 / 3, rel=1e-11)
     assert channel.min_bandwidth_hz(0.0, P, H, N0) == 0.0
@@ -87,7 +90,7 @@ def test_min_bandwidth_closed_form_vs_bisection_vs_brentq(frac):
     lim = channel.rate_limit_bps(P, H, N0)
     r = frac * lim
     w_closed = channel.min_bandwidth_hz(r, P, H, N0)
-    w_bis = float(channel.min_bandwidth_hz_bisect(r, P, H, N0))
+    w_bis = float(min_bandwidth_hz_bisect(r, P, H, N0))
 
     def f(w):
         return w * math.log2(1 + P * H / (N0 * w)) - r
@@ -110,20 +113,30 @@ def test_min_bandwidth_vectorized_matches_scalar():
     lim = channel.rate_limit_bps(p, g, N0)
     r = rng.uniform(0.01, 0.98, 50) * lim
     w = channel.min_bandwidth_hz(r, p, g, N0)
-    w_b = channel.min_bandwidth_hz_bisect(r, p, g, N0)
+    w_b = min_bandwidth_hz_bisect(r, p, g, N0)
     np.testing.assert_allclose(w, w_b, rtol=1e-9)
     np.testing.assert_allclose(channel.rate_bps(w, p, g, N0), r, rtol=1e-9)
 
 
-def test_log1p_root_closed_form_vs_bisection():
+def test_log1p_root_vs_bisection_and_lambert_w():
     c = np.array([1e-8, 1e-3, 0.2, 0.5, math.log(2), 0.9, 0.999])
     x = channel.log1p_root(c)
-    xb = channel.log1p_root_bisect(c)
-    np.testing.assert_allclose(x, xb, rtol=1e-9)
+    np.testing.assert_allclose(x, log1p_root_bisect(c), rtol=1e-9)
+    np.testing.assert_allclose(x, log1p_root_lambertw(c), rtol=1e-9)
     np.testing.assert_allclose(np.log1p(x), c * x, rtol=1e-9)
     assert channel.log1p_root(math.log(2)) == pytest.approx(1.0, rel=1e-12)
     assert channel.log1p_root(0.0) == np.inf
     assert np.isnan(channel.log1p_root(1.0))
+
+
+def test_log1p_root_wide_range_vs_bisection():
+    c = np.r_[np.geomspace(1e-9, 0.9, 200), 1 - np.geomspace(1e-3, 1e-10, 20)]
+    x = channel.log1p_root(c)
+    assert np.allclose(x[:200], log1p_root_bisect(c[:200]), rtol=1e-9)
+    # relative residual of the root through g(x)/(x g'(x)) near c -> 1
+    g = np.log1p(x) - c * x
+    assert np.all(np.abs(g) <= 1e-12 * x * np.abs(1 / (1 + x) - c) * 1e3 + 1e-300)
+    assert np.isnan(channel.log1p_root(np.array([1.0, 2.0]))).all()
 
 
 def test_min_power_hand_values():
@@ -142,7 +155,6 @@ def test_energy_limit_power_hand_value():
     # S = 1 Mbit at W = 1 MHz and p = 0.1 W takes 1 s (R = 1 Mbit/s): energy 0.1 J.
     # So with E = 0.1 J the largest admissible power is exactly 0.1 W.
     assert channel.max_energy_power_w(1e6, 1e6, H, N0, 0.1) == pytest.approx(0.1, rel=1e-9)
-    assert channel.max_energy_power_w(1e6, 1e6, H, N0, 0.1, bisect=True) == pytest.approx(0.1, rel=1e-9)
     # no bits: energy never binds; budget below the p -> 0 limit S ln2 N0 / h: zero power
     assert channel.max_energy_power_w(0.0, 1e6, H, N0, 0.1) == np.inf
     e_floor = 1e6 * math.log(2) * N0 / H            # 0.0693 J
@@ -158,14 +170,12 @@ def test_energy_limit_power_vs_brentq(bits, bw, gain, energy):
         return p * bits / r - energy
 
     p_closed = float(channel.max_energy_power_w(bits, bw, gain, N0, energy))
-    p_bis = float(channel.max_energy_power_w(bits, bw, gain, N0, energy, bisect=True))
     hi = 1e-6
     while e_minus_budget(hi) < 0:
         hi *= 2
     assert e_minus_budget(1e-12) < 0         # the p -> 0 energy is within budget
     p_ref = brentq(e_minus_budget, 1e-12, hi, xtol=1e-300, rtol=1e-14, maxiter=500)
     assert p_closed == pytest.approx(p_ref, rel=1e-8)
-    assert p_bis == pytest.approx(p_ref, rel=1e-8)
     # the returned power respects the budget (it is rounded down)
     assert e_minus_budget(p_closed) <= 1e-12 * energy
 
@@ -173,10 +183,6 @@ def test_energy_limit_power_vs_brentq(bits, bw, gain, energy):
 def test_log1p_root_near_branch_point_regression():
     """Near c = 1 the Lambert-W argument approaches -1/e; the root must stay exact there
     (a rate within 0.005 % of the rate limit once gave a bandwidth reaching only 93 % of it)."""
-    import numpy as np
-
-    from ste_opt import channel
-
     cs = np.array([0.99, 0.999, 0.9999, 0.99996, 0.999999, 1 - 1e-9])
     x = channel.log1p_root(cs)
     assert np.all(np.abs(np.log1p(x) - cs * x) <= 1e-12 * cs * x)
@@ -186,3 +192,21 @@ def test_log1p_root_near_branch_point_regression():
     for frac in (1 - 1e-3, 1 - 5e-5, 1 - 1e-7):
         w = channel.min_bandwidth_hz(lim * frac, p, h, n0)
         assert channel.rate_bps(w, p, h, n0) >= lim * frac * (1 - 1e-12)
+
+
+def test_min_power_and_whole_window_power():
+    # the least power inverts the rate; whole-window power min(p_max, E/t), nan without a window
+    w, r = 2e5, 3e5
+    p = channel.min_power_w(r, w, H, N0)
+    assert p == pytest.approx((2 ** (r / w) - 1) * N0 * w / H, rel=1e-12)
+    np.testing.assert_allclose(channel.whole_window_power_w(np.array([0.2, 0.2]), np.array([0.8, 0.1]),
+                                                            np.array([2.0, 2.0])), [0.2, 0.05])
+    assert np.isnan(channel.whole_window_power_w(0.2, 0.8, 0.0))
+    assert channel.shannon_rate_bps(1e6, 3.0) == pytest.approx(2e6, rel=1e-12)
+    assert channel.min_snr(2e6, 1e6) == pytest.approx(3.0, rel=1e-12)
+
+
+def test_compatibility_alias_is_the_model_module():
+    import ste_opt
+
+    assert ste_opt.channel.min_bandwidth_hz is channel.min_bandwidth_hz

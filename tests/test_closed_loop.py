@@ -17,8 +17,8 @@ from ste_opt.learning_hooks.solver_schedule import (  # noqa: E402
     round_scenario,
     scenario_for_spec,
 )
-from ste_opt.payload import payload_bits  # noqa: E402
-from ste_opt.scenario import make_scenario  # noqa: E402
+from ste_opt.model.payload import payload_bits  # noqa: E402
+from ste_opt.scenarios import make_scenario  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ torch.set_num_threads(1)
 
 from ste_opt.errors import InvalidScenarioError  # noqa: E402
 from ste_opt.learning_hooks import compress as C  # noqa: E402
-from ste_opt.payload import payload_bits  # noqa: E402
+from ste_opt.model.payload import payload_bits  # noqa: E402
 
 
 def _tokens(b=4, n=16, d=24, seed=0, grad=False):

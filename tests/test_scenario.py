@@ -9,7 +9,7 @@ import pytest
 
 from ste_opt import InvalidScenarioError, Scenario, make_scenario
 from ste_opt.io import load_scenario, save_scenario
-from ste_opt.scenario import STSFLORA_DEFAULTS
+from ste_opt.scenarios.ste import STSFLORA_DEFAULTS
 
 
 @pytest.fixture(scope="module")

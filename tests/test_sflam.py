@@ -10,8 +10,9 @@ import pytest
 
 import ste_opt
 from ste_opt import InfeasibleError, InvalidScenarioError, Scenario, SFLAMProblem, solve
-from ste_opt.problems.sflam import fit_convergence_model, gale_shapley, rounds_to_target
-from ste_opt.scenario_sflam import SFLAMScenario, quantization_error
+from ste_opt.model.convergence import fit_convergence_model, quantization_error, rounds_to_target
+from ste_opt.problems.sflam import gale_shapley
+from ste_opt.scenarios.sflam import SFLAMScenario
 
 
 def small(n=4, seed=0, **kw):

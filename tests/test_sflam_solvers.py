@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 import ste_opt
 from ste_opt import InfeasibleError, Scenario, SFLAMProblem, SolverError, solve
 from ste_opt.problems.sflam import gale_shapley
-from ste_opt.solvers.sflam_bcd import bracket, power_step_exact, power_step_sca
+from ste_opt.solvers.sflam.power import bracket, power_step_exact, power_step_sca
 
 BASELINES = ("random_matching", "max_power", "fixed_bits")
 SETTINGS = dict(max_examples=12, deadline=None, derandomize=True,

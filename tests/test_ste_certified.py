@@ -9,9 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import ste_opt as so
-from ste_opt.channel import log1p_root_bisect
 from ste_opt.errors import InfeasibleError, SolverError
-from ste_opt.solvers.knapsack import knapsack_at, levels_of, log1p_root_newton, wmin_table
+from ste_opt.solvers.ste.knapsack import knapsack_at
 
 
 def small_problem(seed, n_devices=3, n_tokens=24, k_min=6, bw_scale=1.0, denominator="round"):
@@ -19,28 +18,6 @@ def small_problem(seed, n_devices=3, n_tokens=24, k_min=6, bw_scale=1.0, denomin
     sc = sc.with_retention(sc.retention[:, :n_tokens]).replace(
         k_min=min(k_min, n_tokens), bandwidth_hz=sc.bandwidth_hz * bw_scale)
     return so.STEProblem(sc, denominator=denominator)
-
-
-def test_newton_root_matches_bisection_and_is_accurate_near_one():
-    c = np.r_[np.geomspace(1e-9, 0.9, 200), 1 - np.geomspace(1e-3, 1e-10, 20)]
-    x = log1p_root_newton(c)
-    ref = log1p_root_bisect(c[:200])
-    assert np.allclose(x[:200], ref, rtol=1e-9)
-    # relative residual of the root through g(x)/(x g'(x)) near c -> 1
-    g = np.log1p(x) - c * x
-    assert np.all(np.abs(g) <= 1e-12 * x * np.abs(1 / (1 + x) - c) * 1e3 + 1e-300)
-    assert np.isnan(log1p_root_newton(np.array([0.0, 1.0, 2.0]))).all()
-
-
-def test_wmin_table_matches_problem_wmin():
-    pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=12, seed=4))
-    lev = levels_of(pb)
-    for tau in (pb.min_straggler_time(pb.k_lo)[0], 0.5 * (pb.tau_max + 6.0), pb.tau_max):
-        W = wmin_table(pb, tau, lev)
-        ref = pb.w_min(np.broadcast_to(lev, (pb.M, len(lev))), tau)
-        fin = np.isfinite(ref)
-        assert np.array_equal(fin, np.isfinite(W))
-        assert np.allclose(W[fin], ref[fin], rtol=1e-9)
 
 
 def test_knapsack_lp_bounds_integer_solution():

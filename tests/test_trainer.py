@@ -15,7 +15,7 @@ from ste_opt.learning_hooks.federated import FedAvg  # noqa: E402
 from ste_opt.learning_hooks.roles import frame, unframe  # noqa: E402
 from ste_opt.learning_hooks.schedule import ClientPlan, StaticSchedule  # noqa: E402
 from ste_opt.learning_hooks.trainer import SplitFedTrainer  # noqa: E402
-from ste_opt.payload import payload_bits  # noqa: E402
+from ste_opt.model.payload import payload_bits  # noqa: E402
 
 TINY = {"name": "tiny", "data": {"image_size": 16},
         "model": {"patch_size": 4, "embed_dim": 32, "depth": 3, "num_heads": 2, "cut_layer": 2,

@@ -225,6 +225,10 @@ def missing_modules(extra: str, modules: Iterable[str] | None = None) -> list[st
 class MissingExtraError(ModuleNotFoundError):
     """An optional extra is not installed; the message names it and the pip command."""
 
+    def __init__(self, message: str, *, name: str, extra: str):
+        super().__init__(message, name=name)
+        self.extra = extra
+
 
 def require_extra(extra: str, what: str, modules: Iterable[str] | None = None) -> None:
     """Raise ``ModuleNotFoundError`` (the CLI turns it into one line, exit 1) when ``extra`` (or
@@ -232,7 +236,7 @@ def require_extra(extra: str, what: str, modules: Iterable[str] | None = None) -
     missing = missing_modules(extra, modules)
     if missing:
         raise MissingExtraError(f"{what} needs {', '.join(missing)}, not installed: pip install "
-                                f"'ste-opt[{extra}]'", name=missing[0])
+                                f"'ste-opt[{extra}]'", name=missing[0], extra=extra)
 
 
 def parse_value(text: str):

@@ -102,7 +102,7 @@ def run(args) -> int:
         stack.callback(bar.close)
         stack.enter_context(solver_output_to_stderr())
         if args.backend == "ray":
-            from ..sweep_ray import sweep_ray
+            from ..bench.ray_sweep import sweep_ray
 
             rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
         else:

@@ -27,7 +27,7 @@ def run(args) -> int:
 
     from ..io import save_scenario, save_solution
     from ..problems.ste import STEProblem
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
     from ..solvers import list_methods, solve
     from ._common import UsageError, check_output, missing_modules
     from .solve import summary

@@ -26,7 +26,7 @@ def run(args) -> int:
     import yaml
 
     from ..io import save_scenario
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
     from ._common import check_output, parse_options
 
     out = check_output(args.output, suffixes=(".yaml", ".yml", ".json"), stdout_ok=True)

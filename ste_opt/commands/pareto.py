@@ -40,7 +40,7 @@ TABLE_SUFFIXES = (".csv", ".json")
 
 def _load(args):
     from ..errors import InvalidScenarioError
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
     from ._common import load_scenario_arg
 
     path = Path(args.instance)
@@ -79,7 +79,8 @@ def run(args) -> int:
     import logging
 
     from ..errors import SteOptError
-    from ..problems.sflam import SFLAMProblem, pareto
+    from ..problems.sflam import SFLAMProblem
+    from ..solvers.pareto import pareto
     from ._common import UsageError, check_output, dumps_json, solver_output_to_stderr
 
     log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidScenarioError
-from ..semantics import profile_from_attention, validate_profiles
+from ..model.semantics import profile_from_attention, validate_profiles
 
 __all__ = ["calibrate_profiles", "profiles_matrix", "profile_uplink_bits", "samples_measured",
            "profile_from_attention"]

@@ -57,9 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import channel
 from ..errors import InfeasibleError, InvalidScenarioError
-from ..payload import payload_bits
+from ..model import channel
+from ..model.payload import payload_bits
 from .calibrate import calibrate_profiles, profile_uplink_bits, profiles_matrix
 from .schedule import ClientPlan
 
@@ -102,7 +102,7 @@ def scenario_for_spec(n_devices: int, *, n_patches: int, dim: int, batch: int, b
     -------
     Scenario, with ``meta["closed_loop"]`` recording ρ and the rule.
     """
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
 
     base = make_scenario(preset, n_devices=int(n_devices), seed=seed, **dict(preset_options or {}))
     n, d, b, q = int(n_patches), int(dim), int(batch), int(bits)
@@ -232,7 +232,7 @@ def sflam_scenario_for_trainer(trainer: Any, *, seed: int | None = 0, scale: flo
     ``compute="paper"`` rescales the client and server FLOPs per sample to keep the preset's mean
     compute and server times. The memory limit is lifted (the preset's memory model is ViT-B/32's).
     """
-    from ..scenario import make_scenario
+    from ..scenarios import make_scenario
 
     spec = trainer.model_spec()
     base = make_scenario("sflam", n_devices=trainer.num_clients, seed=seed, **dict(preset_options or {}))

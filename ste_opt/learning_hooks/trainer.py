@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import yaml
 
 from ..errors import InvalidScenarioError
-from ..payload import payload_bits
+from ..model.payload import payload_bits
 from .compress import fake_quantize, select_and_merge
 from .config import default_checkpoint_path, load_config, tokens_kept_for
 from .data import ImageDataset, load_splits

@@ -1,4 +1,4 @@
-"""The SFLAM problem: quantization bits, subchannel matching and power (DESIGN §4).
+"""The SFLAM problem: quantization bits, subchannel matching and power (docs/MODEL.md §4).
 
 Variables: bits ``b_n ∈ 𝔅`` (common, or per device with ``per_device_bits=True``), a one-to-one
 assignment of devices to subchannels ``k_n`` (K ≥ N), powers ``p_min ≤ p_n ≤ p_max``::
@@ -10,43 +10,36 @@ assignment of devices to subchannels ``k_n`` (K ≥ N), powers ``p_min ≤ p_n �
     minimize  U = ω R(b) max_n T_n / T_ref + (1 − ω) R(b) Σ_n E_n / E_ref
     s.t.      ε > B0 + C q̄(b),  memory M_n(b_n) ≤ M_max,  T_n ≤ deadline_n,  E_n ≤ E_max_n
 
-with ``r_{n,k}(p) = B0 log2(1 + p h_{n,k} / (N0 B0))``. T_ref and E_ref default to the totals of
+with ``r_{n,k}(p) = W_sc log2(1 + p h_{n,k} / (N0 W_sc))`` (W_sc: the subchannel width; B0 in R(b)
+is the error floor, the scenario's ``conv_b0``). T_ref and E_ref default to the totals of
 the fp32 reference (b = 32, p = p_max, Gale–Shapley matching by gain), so U = 1 for it.
 
-Structure used by the solvers (``ste_opt.solvers.sflam_*``): the upload energy ``p S / r(p)`` is
+Structure used by the solvers (``ste_opt.solvers.sflam``): the upload energy ``p S / r(p)`` is
 increasing and concave in p; for a straggler time τ each device's cheapest power is the least one
 finishing by ``min(τ, deadline)``, and the energy of that power is convex and non-increasing in τ,
 so the power block for a fixed matching and bits is a convex 1-D problem in τ.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import InfeasibleError, InvalidScenarioError
-from ..scenario_sflam import SFLAMScenario, quantization_error
-from ..solvers.result import Solution
-from .ste import CheckReport
+from ..model import channel
+from ..model.channel import LN2
+from ..model.convergence import (  # noqa: F401  (ConvergenceFit, fit_convergence_model: public here)
+    ConvergenceFit,
+    convergence_margin,
+    fit_convergence_model,
+    quantization_error,
+    rounds_to_target,
+)
+from ..scenarios.sflam import SFLAMScenario
+from .result import CheckReport, Solution
 
-__all__ = ["SFLAMProblem", "pareto", "ParetoFront", "fit_convergence_model", "ConvergenceFit",
-           "gale_shapley", "rounds_to_target"]
-
-LN2 = math.log(2.0)
-
-
-def rounds_to_target(bits, a: float, b0: float, c: float, epsilon: float) -> int:
-    """``R(b) = ⌈A / (ε − B0 − C q̄(b))⌉``; raises :class:`InfeasibleError` when ε ≤ B0 + C q̄(b)."""
-    qbar = float(np.mean(quantization_error(np.atleast_1d(bits))))
-    margin = epsilon - b0 - c * qbar
-    if not margin > 0:
-        raise InfeasibleError(
-            f"target epsilon = {epsilon:g} is unreachable with bits {np.atleast_1d(bits).tolist()}: "
-            f"the quantization floor B0 + C q̄(b) = {b0:g} + {c:g} × {qbar:.4g} = {b0 + c * qbar:.6g} "
-            "is not below it (use more bits or a looser target)",
-            deficit={"epsilon": b0 + c * qbar - epsilon})
-    return int(math.ceil(a / margin * (1 - 1e-12)))
+__all__ = ["SFLAMProblem", "fit_convergence_model", "ConvergenceFit", "gale_shapley",
+           "rounds_to_target", "LN2"]
 
 
 def gale_shapley(score) -> np.ndarray:
@@ -76,7 +69,7 @@ def gale_shapley(score) -> np.ndarray:
 
 
 class SFLAMProblem:
-    """The SFLAM latency–energy problem on an :class:`~ste_opt.scenario_sflam.SFLAMScenario`.
+    """The SFLAM latency–energy problem on an :class:`~ste_opt.scenarios.sflam.SFLAMScenario`.
 
     Parameters
     ----------
@@ -110,10 +103,10 @@ class SFLAMProblem:
         self.per_device_bits = bool(per_device_bits)
         self.N = s.n_devices
         self.K = s.n_subchannels
-        self.B0 = s.subchannel_hz
+        self.subchannel_hz = s.subchannel_hz
         self.noise = s.noise_psd_w_hz
         self.gain = s.gain
-        self.phi = self.gain / (self.noise * self.B0)            # p * phi = SNR on (n, k)
+        self.phi = self.gain / (self.noise * self.subchannel_hz)   # p * phi = SNR on (n, k)
         self.t_dl = s.downlink_bits[:, None] / s.downlink_rate_bps
         self.c = (s.compute_time_s + s.server_time_s)[:, None] + self.t_dl   # (N, K) s
         self.e_cmp = s.compute_energy_j
@@ -159,9 +152,15 @@ class SFLAMProblem:
         return SFLAMProblem(self.scenario, omega, per_device_bits=self.per_device_bits,
                             t_ref=self.t_ref, e_ref=self.e_ref)
 
+    @property
+    def B0(self) -> float:
+        """Alias of :attr:`subchannel_hz` (the subchannel width; not the convergence floor)."""
+        return self.subchannel_hz
+
     def reachable(self, bits) -> bool:
+        """Whether the target ε is reachable with these bit-widths (``ε > B0 + C q̄(b)``)."""
         s = self.scenario
-        return bool(s.epsilon - s.conv_b0 - s.conv_c * float(np.mean(quantization_error(bits))) > 0)
+        return convergence_margin(bits, s.conv_b0, s.conv_c, s.epsilon) > 0
 
     def rounds(self, bits) -> int:
         """Rounds to reach the target, ``R(b)``; :class:`InfeasibleError` if unreachable."""
@@ -172,21 +171,22 @@ class SFLAMProblem:
         return self.scenario.uplink_bits(bits)
 
     def rate(self, phi, p):
-        """Upload rate ``B0 log2(1 + p phi)`` (bit/s)."""
-        return self.B0 * np.log1p(np.asarray(p) * phi) / LN2
+        """Upload rate ``W_sc log2(1 + p phi)`` (bit/s); ``phi`` = SNR per watt of the pair."""
+        return channel.shannon_rate_bps(self.subchannel_hz, np.asarray(p) * phi)
 
     def power_for_window(self, S, window, phi):
         """Least power sending S bits within ``window`` seconds (W); inf where impossible."""
+        w = np.asarray(window, dtype=float)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            x = np.where(window > 0, S * LN2 / (self.B0 * np.where(window > 0, window, 1.0)), np.inf)
-            return np.where(x < 700, np.expm1(np.minimum(x, 700)) / phi, np.inf)
+            snr = channel.min_snr(S / np.where(w > 0, w, 1.0), self.subchannel_hz)
+            return np.where(w > 0, snr / phi, np.inf)
 
     def battery_power_cap(self, S, phi, e_up):
         """Largest power with ``p S / r(p) ≤ e_up`` (W): the upload energy is increasing in p."""
-        from .. import channel
-        gain = phi * self.noise * self.B0
+        gain = phi * self.noise * self.subchannel_hz
         with np.errstate(divide="ignore", invalid="ignore"):
-            cap = channel.max_energy_power_w(S, self.B0, gain, self.noise, np.where(e_up > 0, e_up, 1e-300))
+            cap = channel.max_energy_power_w(S, self.subchannel_hz, gain, self.noise,
+                                             np.where(e_up > 0, e_up, 1e-300))
         cap = np.where(e_up > 0, cap, 0.0)
         return np.where(np.isfinite(e_up), cap, np.inf)
 
@@ -210,6 +210,23 @@ class SFLAMProblem:
             self._tables[key] = t
         return t
 
+    def least_energy_table(self, tb, window_s):
+        """Each device on each subchannel with the least power finishing within ``window_s``
+        ((N, K) or broadcastable, s), at least p_min: ``(energy J, power W, ok)``, (N, K) each.
+
+        ``ok`` is False where the pair is infeasible, the window is empty or the power would exceed
+        the largest usable one (there the power is clipped to it and the energy is not meaningful).
+        The energy is the upload energy ``p S / r(p)`` (add ``e_cmp`` for the device's total).
+        """
+        S = tb.S[:, None]
+        w = np.asarray(window_s, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            pr = np.maximum(self.power_for_window(S, w, self.phi), self.p_lo[:, None])
+            ok = tb.feasible & (w > 0) & (pr <= tb.p_hi * (1 + 1e-12))
+            pr = np.minimum(pr, tb.p_hi)
+            E = pr * S / self.rate(self.phi, pr)
+        return E, pr, ok
+
     def _diagnose(self):
         """Devices that cannot meet deadline and battery on any subchannel with their fewest bits."""
         bmin = np.array([self.bit_set[np.flatnonzero(self.bits_ok[n])[0]] for n in range(self.N)])
@@ -231,7 +248,7 @@ class SFLAMProblem:
         b = int(self.bit_set.max())
         asg = gale_shapley(self.phi)
         p = self.p_max.copy()
-        ev = self._raw(asg, p, np.full(self.N, b))
+        ev = self.evaluate_unchecked(asg, p, np.full(self.N, b))
         try:
             r = self.rounds(np.full(self.N, b))
         except InfeasibleError:  # pragma: no cover - excluded by the scenario's validation
@@ -239,7 +256,9 @@ class SFLAMProblem:
         return r * ev["t_round"], r * float(np.sum(ev["energy"]))
 
     # ------------------------------------------------------------------ evaluation
-    def _raw(self, assignment, power, bits):
+    def evaluate_unchecked(self, assignment, power, bits):
+        """Per-device ``uplink_time``, ``latency``, ``energy``, the straggler time ``t_round`` and
+        the payloads ``S`` of an allocation, without validation, limits or rounds (fast path)."""
         a = np.asarray(assignment, dtype=int)
         p = np.asarray(power, dtype=float)
         b = np.asarray(bits, dtype=int)
@@ -270,7 +289,7 @@ class SFLAMProblem:
         if np.any(a != np.round(a)) or np.any(a < 0) or np.any(a >= self.K):
             raise InvalidScenarioError(f"assignment must hold subchannel indices in 0..{self.K - 1}",
                                        field="assignment")
-        ev = self._raw(a.astype(int), p, b.astype(int))
+        ev = self.evaluate_unchecked(a.astype(int), p, b.astype(int))
         r = self.rounds(b)
         esum = float(np.sum(ev["energy"]))
         ev.update(rounds=r, energy_round=esum, total_latency=r * ev["t_round"], total_energy=r * esum,
@@ -288,9 +307,9 @@ class SFLAMProblem:
         info.update(rounds=ev["rounds"], t_round_s=ev["t_round"], energy_round_j=ev["energy_round"],
                     total_latency_s=ev["total_latency"], total_energy_j=ev["total_energy"],
                     omega=self.omega, t_ref=self.t_ref, e_ref=self.e_ref)
-        return Solution(status=status, objective=float(ev["objective"]), power=p.copy(), bits=b,
-                        assignment=a.copy(), bandwidth=np.full(self.N, self.B0),
-                        latency=ev["latency"], uplink_time=ev["uplink_time"], energy=ev["energy"],
+        return Solution(status=status, objective=float(ev["objective"]), power_w=p.copy(), bit_width=b,
+                        assignment=a.copy(), bandwidth_hz=np.full(self.N, self.subchannel_hz),
+                        latency_s=ev["latency"], uplink_time_s=ev["uplink_time"], energy_j=ev["energy"],
                         history=[float(h) for h in (history or [])], iterations=iterations,
                         info=info, message=message)
 
@@ -319,10 +338,9 @@ class SFLAMProblem:
         mem = s.memory_bytes(bi)
         with np.errstate(invalid="ignore"):
             v["memory"] = float(np.max(np.nan_to_num(mem / s.memory_max_bytes - 1.0, nan=0.0), initial=0.0))
-        qbar = float(np.mean(quantization_error(bi)))
-        floor = s.conv_b0 + s.conv_c * qbar
+        floor = s.conv_b0 + s.conv_c * float(np.mean(quantization_error(bi)))
         v["target_reachable"] = max((floor - s.epsilon) / s.epsilon + 1e-300, 0.0) if floor >= s.epsilon else 0.0
-        ev = self._raw(a.astype(int), p, bi)
+        ev = self.evaluate_unchecked(a.astype(int), p, bi)
         with np.errstate(invalid="ignore", divide="ignore"):
             v["deadline"] = float(np.max(np.nan_to_num(ev["latency"] / self.deadline - 1.0, nan=np.inf),
                                          initial=0.0))
@@ -346,165 +364,3 @@ class _Tables:
     p_hi: np.ndarray
     t_min: np.ndarray
     feasible: np.ndarray
-
-
-# ---------------------------------------------------------------------- Pareto front
-@dataclass
-class ParetoFront:
-    """Total latency and energy (to reach the target) of the solutions for a sweep of ω.
-
-    ``points`` is an (n, 2) array of (total latency s, total energy J); ``nondominated`` marks the
-    points no other point beats in both.
-    """
-
-    omegas: np.ndarray
-    latency_s: np.ndarray
-    energy_j: np.ndarray
-    solutions: list = field(default_factory=list)
-    method: str = "bcd"
-
-    @property
-    def points(self) -> np.ndarray:
-        return np.column_stack([self.latency_s, self.energy_j])
-
-    @property
-    def nondominated(self) -> np.ndarray:
-        pts = self.points
-        keep = np.ones(len(pts), dtype=bool)
-        for i, (t, e) in enumerate(pts):
-            dom = (pts[:, 0] <= t) & (pts[:, 1] <= e) & ((pts[:, 0] < t) | (pts[:, 1] < e))
-            keep[i] = not dom.any()
-        return keep
-
-    def __len__(self) -> int:
-        return len(self.omegas)
-
-    def __iter__(self):
-        return iter(zip(self.latency_s.tolist(), self.energy_j.tolist()))
-
-    def to_rows(self) -> list[dict]:
-        return [dict(omega=float(o), total_latency_s=float(t), total_energy_j=float(e),
-                     bits=(None if s.bits is None else int(np.max(s.bits))),
-                     objective=float(s.objective))
-                for o, t, e, s in zip(self.omegas, self.latency_s, self.energy_j, self.solutions)]
-
-
-def pareto(problem: SFLAMProblem, omegas=None, method: str = "bcd", **options) -> ParetoFront:
-    """Sweep ω and return the (total latency, total energy) of each solution.
-
-    Every ω uses the same T_ref and E_ref as ``problem``. ``omegas`` defaults to 0, 0.1, ..., 1.
-    ``method`` and ``options`` go to :func:`ste_opt.solve`.
-    """
-    from ..solvers.registry import solve
-
-    if not isinstance(problem, SFLAMProblem):
-        raise InvalidScenarioError("pareto needs an SFLAMProblem", field="problem")
-    om = np.linspace(0.0, 1.0, 11) if omegas is None else np.asarray(omegas, dtype=float).ravel()
-    if om.size == 0 or np.any(~np.isfinite(om)) or np.any((om < 0) | (om > 1)):
-        raise InvalidScenarioError("omegas must be values in [0, 1]", field="omegas")
-    sols, lat, en = [], [], []
-    for w in om:
-        sol = solve(problem.with_omega(float(w)), method=method, **options)
-        sols.append(sol)
-        lat.append(sol.info["total_latency_s"])
-        en.append(sol.info["total_energy_j"])
-    return ParetoFront(om, np.asarray(lat), np.asarray(en), sols, method)
-
-
-# ---------------------------------------------------------------------- convergence model fit
-@dataclass
-class ConvergenceFit:
-    """Fitted ``R(b) = A / (ε − B0 − C q(b))`` (rounds, before the ceiling)."""
-
-    a: float
-    b0: float
-    c: float
-    rmse_rel: float
-    n_points: int
-
-    def rounds(self, bits, epsilon: float) -> float:
-        q = float(np.mean(quantization_error(np.atleast_1d(bits))))
-        m = epsilon - self.b0 - self.c * q
-        return self.a / m if m > 0 else math.inf
-
-    def as_scenario_fields(self) -> dict:
-        return dict(conv_a=self.a, conv_b0=self.b0, conv_c=self.c)
-
-
-def fit_convergence_model(bits, rounds_to_target, epsilon, a: float | None = None) -> ConvergenceFit:
-    """Fit A, B0 and C of the convergence model from pilot measurements.
-
-    ``1 / R = (ε − B0 − C q(b)) / A`` is linear in (ε, 1, q(b)), so the fit is a least-squares
-    problem in ``(1/A, B0/A, C/A)`` weighted to relative errors in R, then refined on the rounds
-    themselves (scipy ``least_squares``).
-
-    Parameters
-    ----------
-    bits : array of int
-        Bit-width of each pilot run (a run with mixed widths passes its mean q through an
-        equivalent b; plain ints here).
-    rounds_to_target : array of float
-        Rounds each run took to reach its target (``inf`` or NaN for a run that never reached
-        it: skipped).
-    epsilon : float or array
-        The target(s). With a single target, A is not identifiable: pass ``a``.
-    a : float, optional
-        Fix A (then only B0 and C are fitted).
-    """
-    from scipy.optimize import least_squares
-
-    b = np.atleast_1d(np.asarray(bits, dtype=float))
-    r = np.atleast_1d(np.asarray(rounds_to_target, dtype=float))
-    eps = np.broadcast_to(np.asarray(epsilon, dtype=float), b.shape).astype(float)
-    if r.shape != b.shape:
-        raise InvalidScenarioError(f"rounds_to_target has {r.size} entries but bits has {b.size}",
-                                   field="rounds_to_target")
-    if np.any(b != np.round(b)) or np.any(b < 1) or np.any(b > 32):
-        raise InvalidScenarioError("bits must be integers in 1..32", field="bits")
-    if np.any(~np.isfinite(eps)) or np.any(eps <= 0):
-        raise InvalidScenarioError("epsilon must be positive and finite", field="epsilon")
-    bad = ~np.isnan(r) & (r <= 0)
-    if bad.any():
-        raise InvalidScenarioError(f"rounds_to_target[{int(np.flatnonzero(bad)[0])}] must be positive",
-                                   field="rounds_to_target")
-    ok = np.isfinite(r)
-    b, r, eps = b[ok], r[ok], eps[ok]
-    q = quantization_error(b)
-    fix_a = a is not None
-    if fix_a and (not np.isfinite(a) or a <= 0):
-        raise InvalidScenarioError("a must be positive", field="a")
-    n_par = 2 if fix_a else 3
-    if len(r) < n_par or (not fix_a and np.ptp(eps) == 0):
-        raise InvalidScenarioError(
-            "not enough pilot measurements: need at least 3 reached targets at two or more different "
-            "epsilons (or pass a= and at least 2 runs with different bits)", field="rounds_to_target")
-    if np.ptp(q) == 0:
-        raise InvalidScenarioError("the pilot runs must use at least two different bit-widths", field="bits")
-    y = 1.0 / r
-    w = r  # relative errors in R ≈ relative errors in 1/R
-    if fix_a:
-        X = np.column_stack([-np.ones_like(q), -q]) / a
-        theta, *_ = np.linalg.lstsq(X * w[:, None], (y - eps / a) * w, rcond=None)
-        x0 = np.array([theta[0], theta[1]])
-    else:
-        X = np.column_stack([eps, -np.ones_like(q), -q])
-        theta, *_ = np.linalg.lstsq(X * w[:, None], y * w, rcond=None)
-        inv_a = theta[0] if theta[0] > 0 else 1.0 / np.max(r * eps)
-        x0 = np.array([1.0 / inv_a, theta[1] / inv_a, theta[2] / inv_a])
-
-    def model(x):
-        aa, b0, c = (a, x[0], x[1]) if fix_a else (x[0], x[1], x[2])
-        m = eps - b0 - c * q
-        return np.where(m > 0, aa / np.where(m > 0, m, 1.0), 1e12)
-
-    def resid(x):
-        return model(x) / r - 1.0
-
-    lb = [0.0, 0.0] if fix_a else [1e-12, 0.0, 0.0]
-    x0 = np.maximum(x0, np.asarray(lb) + 1e-12)
-    # keep the start feasible: margins positive for every run
-    res = least_squares(resid, x0, bounds=(lb, np.inf), method="trf", x_scale="jac")
-    x = res.x
-    aa, b0, c = (float(a), float(x[0]), float(x[1])) if fix_a else tuple(map(float, x))
-    rm = float(np.sqrt(np.mean(resid(x) ** 2)))
-    return ConvergenceFit(aa, b0, c, rm, int(len(r)))

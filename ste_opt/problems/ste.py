@@ -1,4 +1,4 @@
-"""The ST-SFLora problem: maximize Semantic Transmission Efficiency (DESIGN §3).
+"""The ST-SFLora problem: maximize Semantic Transmission Efficiency (docs/MODEL.md §3).
 
 Variables per device: tokens K_m ∈ {K_min..N} (integer), bandwidth W_m ≥ 0 (Hz),
 power 0 ≤ p_m ≤ p_max_m (W)::
@@ -16,52 +16,23 @@ selection) and reported; ``strict=True`` raises :class:`InfeasibleError` instead
 Structure used by the solvers: for a straggler time τ, device m's upload window is
 ``t_m(τ) = min(τ, T_stand - T0)`` ("uplink") or ``min(τ - T0, T_stand - T0)`` ("round"); sending
 S bits within t at power ``p̂ = min(p_max, E/t)`` is optimal, so the least bandwidth is
-``W_min_m(K, τ) = R^{-1}(S(K)/t; p̂)`` (closed form, :func:`ste_opt.channel.min_bandwidth_hz`),
+``W_min_m(K, τ) = R^{-1}(S(K)/t; p̂)`` (:class:`ste_opt.model.allocation.UplinkWindows`),
 convex increasing in K and non-increasing in τ.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from .. import channel
 from ..errors import InfeasibleError, InvalidScenarioError
-from ..scenario import Scenario
-from ..semantics import retention_table
-from ..solvers.result import Solution
+from ..model import channel
+from ..model.allocation import UplinkWindows, admit
+from ..model.semantics import retention_table
+from ..scenarios.ste import Scenario
+from .result import CheckReport, Solution
 
 __all__ = ["STEProblem", "CheckReport", "DENOMINATORS"]
 
 DENOMINATORS = ("round", "uplink")
-
-
-@dataclass
-class CheckReport:
-    """Worst violation of each constraint, relative to its limit (0 = satisfied).
-
-    ``ok`` is True when every violation is at most ``tol``.
-    """
-
-    violations: dict
-    tol: float
-
-    @property
-    def max_violation(self) -> float:
-        return max(self.violations.values()) if self.violations else 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.max_violation <= self.tol
-
-    def worst(self) -> str:
-        if not self.violations:
-            return "none"
-        k = max(self.violations, key=self.violations.get)
-        return f"{k} ({self.violations[k]:.3g})"
-
-    def __repr__(self) -> str:
-        return f"CheckReport(ok={self.ok}, max_violation={self.max_violation:.3g}, worst={self.worst()})"
 
 
 class STEProblem:
@@ -144,11 +115,8 @@ class STEProblem:
                                        f"compute time {t0_all[d]:.3g} s")
         ok = (e_up_all > 0) & (tmax_all > 0)
         bits_min = s.payload_bits(kmin_all)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p_hat = np.minimum(s.p_max_w, np.where(ok, e_up_all / tmax_all, 0.0))
-            w_need = np.where(ok, channel.min_bandwidth_hz(
-                np.where(ok, bits_min / np.where(ok, tmax_all, 1.0), 0.0), p_hat, s.gain, self.noise), np.inf)
-        alone = ok & (w_need <= self.W_tot)
+        w_need, p_hat, alone = admit(bits_min, tmax_all, s.p_max_w, e_up_all, s.gain, self.noise,
+                                     self.W_tot)
         for d in np.flatnonzero(ok & ~alone):
             need = w_need[d]
             reasons[int(d)] = (f"needs {need / 1e6:.4g} MHz to send K_min = {kmin_all[d]} tokens within "
@@ -182,6 +150,10 @@ class STEProblem:
         self.weights = self.weights_all[a]
         self.WF = self.F * self.weights[:, None]          # weighted retention table
         self.w_need_min = w_need[a]
+        self.uplink = UplinkWindows(
+            offset_s=self.t0 if self.denominator == "round" else np.zeros(self.M), cap_s=self.t_max,
+            p_max_w=self.p_max, energy_j=self.e_up, gain=self.gain, noise_psd_w_hz=self.noise,
+            budget_hz=self.W_tot)
         total = float(np.sum(self.w_need_min))
         if total > self.W_tot * (1 + 1e-9):
             raise InfeasibleError(
@@ -194,20 +166,24 @@ class STEProblem:
     @property
     def tau_offset(self) -> np.ndarray:
         """T0 in the "round" denominator, 0 in "uplink" (active devices)."""
-        return self.t0 if self.denominator == "round" else np.zeros(self.M)
+        return self.uplink.offset_s
 
     @property
     def tau_max(self) -> float:
         """Straggler time beyond which no window grows: max_m (offset + t_max)."""
-        return float(np.max(self.tau_offset + self.t_max))
+        return self.uplink.tau_max
 
     def window(self, tau) -> np.ndarray:
         """Upload window t_m(τ) of the active devices (s); <= 0 means impossible at τ."""
-        return np.minimum(np.asarray(tau, dtype=float) - self.tau_offset, self.t_max)
+        return self.uplink.window_s(tau)
+
+    def payload_bits(self, tokens) -> np.ndarray:
+        """S(K) = β (K + c0) in bits (β: bits of one token over the batch, side information included)."""
+        return self.beta * (np.asarray(tokens, dtype=float) + self.c0)
 
     def bits(self, tokens) -> np.ndarray:
-        """S(K) in bits."""
-        return self.beta * (np.asarray(tokens, dtype=float) + self.c0)
+        """Alias of :meth:`payload_bits` (the name of version 0.1)."""
+        return self.payload_bits(tokens)
 
     def w_min(self, tokens, tau, rows=None) -> np.ndarray:
         """Least bandwidth (Hz) for active devices to send ``tokens`` within their window at τ.
@@ -215,34 +191,22 @@ class STEProblem:
         ``tokens`` has shape (M,) or (M, L) (a column of levels per device); ``rows`` selects a
         subset of active devices (then ``tokens`` has that many rows). ``inf`` where impossible.
         """
-        sl = slice(None) if rows is None else rows
-        t = self.window(tau)[sl]
-        k = np.asarray(tokens, dtype=float)
-        extra = (slice(None),) + (None,) * (k.ndim - 1)
-        t_b = t[extra]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p_hat = np.minimum(self.p_max[sl], self.e_up[sl] / np.where(t > 0, t, 1.0))[extra]
-            w = channel.min_bandwidth_hz(self.bits(k) / np.where(t_b > 0, t_b, 1.0), p_hat,
-                                         self.gain[sl][extra], self.noise)
-        return np.where(t_b > 0, w, np.inf)
+        return self.uplink.least_bandwidth_hz(self.payload_bits(tokens), tau, rows)
 
     def power_for(self, tau) -> np.ndarray:
         """Power p̂ = min(p_max, E/t) used with the whole window at τ (W)."""
-        t = self.window(tau)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.minimum(self.p_max, self.e_up / np.where(t > 0, t, np.nan))
+        return self.uplink.power_w(tau)
 
-    def min_straggler_time(self, tokens):
+    def min_straggler_time(self, tokens, rel_tol: float = 1e-12, tau_hi: float | None = None):
         """Exact resource step for fixed tokens: the least τ with Σ W_min(K, τ) ≤ W_tot.
 
         Returns ``(tau, bandwidth, power)`` for the active devices (bandwidth and power are the
         whole-window allocation at that τ, with spare bandwidth left unassigned); ``tau = inf``
-        if the tokens do not fit even at the largest τ. Computed by
-        :func:`ste_opt.solvers.knapsack.min_straggler_time` (Newton on τ, then bisection).
+        if the tokens do not fit even at the largest τ (or at ``tau_hi``). Computed by
+        :meth:`ste_opt.model.allocation.UplinkWindows.least_straggler_time` (Newton, then bisection).
         """
-        from ..solvers.knapsack import min_straggler_time
-
-        tau, w = min_straggler_time(self, tokens)
+        tau, w = self.uplink.least_straggler_time(self.payload_bits(tokens), rel_tol=rel_tol,
+                                                  tau_hi=tau_hi)
         if not np.isfinite(tau):
             return np.inf, None, None
         return tau, w, self.power_for(tau)
@@ -270,7 +234,7 @@ class STEProblem:
         a = self.active
         rate = channel.rate_bps(w[a], p[a], self.gain, self.noise)
         with np.errstate(divide="ignore"):
-            tu = np.where(rate > 0, self.bits(k[a]) / np.where(rate > 0, rate, 1.0), np.inf)
+            tu = np.where(rate > 0, self.payload_bits(k[a]) / np.where(rate > 0, rate, 1.0), np.inf)
         ki = np.clip(np.round(k[a]).astype(int), 0, self.N)
         ret = self.F[np.arange(self.M), ki]
         energy = p[a] * tu + self.e_comp
@@ -291,9 +255,9 @@ class STEProblem:
         info.setdefault("tau_s", ev["tau"])
         info["excluded_reasons"] = dict(self.excluded_reasons)
         info["denominator"] = self.denominator
-        return Solution(status=status, objective=ev["objective"], tokens=k, bandwidth=w, power=p,
-                        bits=np.full(self.n_total, self.scenario.bits, dtype=int),
-                        latency=ev["latency"], uplink_time=ev["uplink_time"], energy=ev["energy"],
+        return Solution(status=status, objective=ev["objective"], tokens=k, bandwidth_hz=w, power_w=p,
+                        bit_width=np.full(self.n_total, self.scenario.bits, dtype=int),
+                        latency_s=ev["latency"], uplink_time_s=ev["uplink_time"], energy_j=ev["energy"],
                         retention=ev["retention"], excluded=list(self.excluded),
                         history=list(history or []), iterations=iterations, info=info, message=message)
 
@@ -346,7 +310,7 @@ class STEProblem:
         import cvxpy as cp
 
         k = np.asarray(tokens, dtype=float)
-        bits_mb = self.bits(k) / scale_hz                  # Mbit when scale is 1e6
+        bits_mb = self.payload_bits(k) / scale_hz                  # Mbit when scale is 1e6
         a = self.gain / (self.noise * scale_hz)            # so that p * a is in units of scale_hz
         W = cp.Variable(self.M, nonneg=True, name="bandwidth_mhz")
         p = cp.Variable(self.M, nonneg=True, name="power_w")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import SolverError
-from .result import Solution
+from ..problems.result import Solution
 
 __all__ = ["register", "solve", "list_methods", "MethodInfo"]
 
@@ -25,8 +25,8 @@ class MethodInfo:
 
 _REGISTRY: dict[tuple[str, str], MethodInfo] = {}
 # Modules that register methods; imported on first use so `import ste_opt` stays light.
-_SOLVER_MODULES = ("alternating", "baselines", "milp", "global_", "reference", "sflam_bcd",
-                   "sflam_milp", "sflam_exact")
+_SOLVER_MODULES = ("ste.alternating", "ste.baselines", "ste.milp", "ste.global_", "ste.reference",
+                   "sflam.bcd", "sflam.baselines", "sflam.milp", "sflam.exact")
 _loaded = False
 
 

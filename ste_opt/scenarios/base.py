@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .errors import InvalidScenarioError
+from ..errors import InvalidScenarioError
 
 
 class ScenarioBase:
@@ -79,7 +79,7 @@ class ScenarioBase:
 
     def redraw_fading(self, rng: np.random.Generator | int | None):
         """A copy with new Rayleigh fading draws ``|g|^2 ~ Exp(1)`` (a new round); same shape."""
-        from .channel import rayleigh_fading
+        from ..model.channel import rayleigh_fading
 
         rng = np.random.default_rng(rng)
         return self.replace(fading=rayleigh_fading(rng, np.shape(self.fading)))

@@ -26,9 +26,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..errors import InfeasibleError, SolverError
-from .registry import register
-from .sflam_bcd import _BIG, bracket, power_step_exact
+from ...errors import InfeasibleError, SolverError
+from ..registry import register
+from .bcd import bcd
+from .power import BIG_COST, bracket, power_step_exact
 
 __all__ = ["milp", "level_tables"]
 
@@ -36,16 +37,10 @@ __all__ = ["milp", "level_tables"]
 def level_tables(problem, tb, grid, tau_lb):
     """Energies (L, N, K) of every power level (inf where the pair cannot finish by τ_j) and the
     optimistic times (L,)."""
-    S = tb.S[:, None]
     out = []
     for tj in grid:
-        w = np.minimum(tj, problem.deadline)[:, None] - problem.c
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            pr = np.maximum(problem.power_for_window(S, w, problem.phi), problem.p_lo[:, None])
-            ok = tb.feasible & (w > 0) & (pr <= tb.p_hi * (1 + 1e-12))
-            pr = np.minimum(pr, tb.p_hi)
-            E = problem.e_cmp[:, None] + pr * S / problem.rate(problem.phi, pr)
-        out.append(np.where(ok, E, np.inf))
+        E, _, ok = problem.least_energy_table(tb, np.minimum(tj, problem.deadline)[:, None] - problem.c)
+        out.append(np.where(ok, problem.e_cmp[:, None] + E, np.inf))
     lower = np.concatenate([[tau_lb], np.asarray(grid)[:-1]])
     return np.asarray(out), lower
 
@@ -152,7 +147,6 @@ def milp(problem, levels: int = 16, refine: int = 8, refine_levels: int = 12, to
             best = (u, asg.copy(), p, bits.copy())
 
     if warm_start:
-        from .sflam_bcd import bcd
         try:
             s0 = bcd(problem, baseline_starts=False)
             best = (s0.objective, s0.assignment.copy(), s0.power.copy(), s0.bits.copy())
@@ -183,7 +177,7 @@ def milp(problem, levels: int = 16, refine: int = 8, refine_levels: int = 12, to
             R = problem.rounds(np.full(N, b))
             for j in range(len(grid)):
                 Ej = E[j]
-                cost = np.where(np.isfinite(Ej), Ej, _BIG)
+                cost = np.where(np.isfinite(Ej), Ej, BIG_COST)
                 rows, cols = linear_sum_assignment(cost)
                 asg = cols[np.argsort(rows)]
                 if not np.isfinite(Ej[n_idx, asg]).all():

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import SolverError
-from .global_ import tau_range
-from .knapsack import certified_solution, log1p_root_newton
-from .registry import register
+from ...errors import SolverError
+from ...model import channel
+from ...model.allocation import least_feasible_tau
+from ...model.channel import LN2
+from ..registry import register
+from .knapsack import certified_solution
+from .taubb import tau_range
 
 __all__ = ["scip", "brute"]
 
-LN2 = float(np.log(2.0))
 _SCALE = 1e6   # Hz -> MHz, bit -> Mbit inside the MINLP
 SCIP_SLACK = 1e-6   # SCIP's feasibility tolerance: its dual bound is inflated by this much
 
@@ -49,8 +51,7 @@ def scip(problem, time_limit: float = 300.0, gap: float = 1e-6, max_devices: int
     # is at least its k_lo payload at full power with all the bandwidth
     w_floor = problem.w_min(problem.k_lo, hi) / _SCALE
     w_cap = problem.W_tot / _SCALE - (np.sum(w_floor) - w_floor)
-    from .. import channel
-    t_floor = problem.bits(problem.k_lo) / channel.rate_bps(problem.W_tot, problem.p_max, problem.gain,
+    t_floor = problem.payload_bits(problem.k_lo) / channel.rate_bps(problem.W_tot, problem.p_max, problem.gain,
                                                             problem.noise)
     f_top = float(np.sum(problem.WF[:, problem.N]))
     tau = mdl.addVar("tau", lb=lo, ub=hi)
@@ -102,33 +103,15 @@ def _ste_of_combos(problem, K, iters: int = 100):
     (``upper`` is a valid upper bound of the true STE)."""
     lo_all, hi_all = tau_range(problem)
     C = K.shape[1]
-    off = problem.tau_offset[:, None]
-    tmax = problem.t_max[:, None]
-    bits = problem.beta * (K + problem.c0)
+    bits = problem.payload_bits(K)
 
     def fits(tau):
-        t = np.minimum(tau[None, :] - off, tmax)
-        pos = t > 0
-        ts = np.where(pos, t, 1.0)
-        p_hat = np.minimum(problem.p_max[:, None], problem.e_up[:, None] / ts)
-        ah = p_hat * problem.gain[:, None] / problem.noise
-        c = bits / ts * LN2 / ah
-        x = log1p_root_newton(c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w = ah / x * (1 + 2e-12)
-        w = np.where(pos & (c > 0) & (c < 1), w, np.inf)
-        return np.sum(w, axis=0) <= problem.W_tot
+        return np.sum(problem.uplink.least_bandwidth_hz(bits, tau), axis=0) <= problem.W_tot
 
     hi = np.full(C, hi_all)
     lo = np.full(C, lo_all)
     ok = fits(hi)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        f = fits(mid)
-        hi = np.where(f, mid, hi)
-        lo = np.where(f, lo, mid)
-        if np.all(hi - lo <= 1e-13 * hi):
-            break
+    lo, hi = least_feasible_tau(fits, lo, hi, rel_tol=1e-13, max_iter=iters, bracket=True)
     F = problem.WF[np.arange(problem.M)[:, None], K].sum(axis=0)
     lower = np.where(ok, F / hi, -np.inf)
     upper = np.where(ok, F / lo, -np.inf)

@@ -1,4 +1,4 @@
-"""``milp``: the STE problem as MILPs over token levels on a grid of straggler times (DESIGN §3).
+"""``milp``: the STE problem as MILPs over token levels on a grid of straggler times (docs/certified.md).
 
 For a straggler time τ the problem is a multiple-choice knapsack; here it is handed to a generic
 MILP solver (HiGHS): binaries ``x[m, K]`` (one level per device), the bandwidth row
@@ -17,15 +17,14 @@ the time runs out.
 """
 from __future__ import annotations
 
-import heapq
 import time
 
 import numpy as np
 
-from ..errors import SolverError
-from .global_ import tau_range
-from .knapsack import BOUND_SLACK, certified_solution, wmin_table
-from .registry import register
+from ...errors import SolverError
+from ..registry import register
+from .knapsack import certified_solution, wmin_table
+from .taubb import best_first, tau_grid, tau_range
 
 __all__ = ["milp", "level_items", "solve_level_milp"]
 
@@ -202,31 +201,24 @@ def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 
             best.update(value=val / tau, tokens=k)
         return ub
 
-    grid = np.geomspace(lo, hi, max(int(n_tau), 2)) if hi > lo * (1 + 1e-12) else np.array([lo, hi])
+    grid = tau_grid(lo, hi, n_tau)
     ubs = [run(t) for t in grid]
     heap = [(-u / a, a, b, u) for a, b, u in zip(grid[:-1], grid[1:], ubs[1:]) if np.isfinite(u)]
-    heapq.heapify(heap)
-    solves = len(grid)
-    status = "optimal"
-    while heap:
-        ub = -heap[0][0]
-        if ub <= best["value"] * (1 + mip_gap) * (1 - 2 * BOUND_SLACK):
-            break
-        if not refine or time.perf_counter() - t0 > time_limit:
-            status = "time_limit" if refine else "feasible"
-            break
-        _, a, b, ub_b = heapq.heappop(heap)
-        mid = float(np.sqrt(a * b))
-        if not a < mid < b:
-            heapq.heappush(heap, (-ub_b / a, a, b, ub_b))
-            status = "feasible"
-            break
+
+    def split(a, mid, b, _, ub_b):
         ub_m = run(mid)
-        solves += 1
         if np.isfinite(ub_m):
-            heapq.heappush(heap, (-ub_m / a, a, mid, ub_m))
-        heapq.heappush(heap, (-ub_b / mid, mid, b, ub_b))
-    bound = max((-h[0] for h in heap), default=-np.inf)
+            yield (-ub_m / a, a, mid, ub_m)
+        yield (-ub_b / mid, mid, b, ub_b)
+
+    def stop(_):
+        if not refine or time.perf_counter() - t0 > time_limit:
+            return "time_limit" if refine else "feasible"
+        return None
+
+    status, bound, splits = best_first(heap, incumbent=lambda: best["value"], tol=mip_gap,
+                                       split=split, stop=stop, unsplittable="stop")
+    solves = len(grid) + splits
     return certified_solution(problem, best["tokens"], bound, method="milp", status=status,
                               tol=mip_gap, iterations=solves,
                               info={"milp_solves": solves, "backend": backend,

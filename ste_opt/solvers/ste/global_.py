@@ -1,8 +1,8 @@
-"""``global``: branch and bound on the straggler time τ with the knapsack bound (DESIGN §3).
+"""``global``: branch and bound on the straggler time τ with the knapsack bound (docs/certified.md).
 
 Any allocation with straggler time in ``[τa, τb]`` has tokens that fit at ``τb`` (W_min is
 non-increasing in τ), so its STE is at most ``F_LP(τb) / τa`` with ``F_LP`` the knapsack's LP
-relaxation (:func:`ste_opt.solvers.knapsack.knapsack_at`, greedy and vectorized). The search
+relaxation (:func:`ste_opt.solvers.ste.knapsack.knapsack_at`, greedy and vectorized). The search
 starts from a geometric grid on ``[τ_lo, τ_max]`` (``τ_lo``: where the all-``k_lo`` allocation
 first fits; beyond ``τ_max`` no window grows, so the STE only falls), keeps the interval with the
 largest bound, splits it at its geometric midpoint and evaluates the knapsack there; the integer
@@ -12,36 +12,24 @@ are finally given the exact resource step (least straggler time, spare bandwidth
 """
 from __future__ import annotations
 
-import heapq
 import time
 from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import SolverError
+from ...errors import SolverError
+from ..registry import register
 from .knapsack import (
     BOUND_SLACK,
     certified_solution,
     interval_bound,
     knapsack_at,
     levels_of,
-    min_straggler_time,
     wmin_slope_table,
 )
-from .registry import register
+from .taubb import best_first, tau_grid, tau_range
 
 __all__ = ["global_bb", "tau_range"]
-
-
-def tau_range(problem):
-    """``(τ_lo, τ_hi)``: every feasible allocation's straggler time is ≥ τ_lo; beyond τ_hi
-    (= ``problem.tau_max``) nothing changes but τ itself."""
-    tau_lo, _, _ = problem.min_straggler_time(problem.k_lo)
-    if not np.isfinite(tau_lo):
-        raise SolverError("the all-K_min allocation does not fit (admission should have caught this)")
-    hi = problem.tau_max
-    lo = min(float(tau_lo) * (1 - 1e-9), hi)
-    return lo, hi
 
 
 @register("ste", "global",
@@ -61,7 +49,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     n_init : int
         Points of the initial geometric grid on ``[τ_lo, τ_max]``.
     tangent : bool
-        Use the tangent interval bound (:func:`ste_opt.solvers.knapsack.interval_bound`, much
+        Use the tangent interval bound (:func:`ste_opt.solvers.ste.knapsack.interval_bound`, much
         tighter, far fewer nodes); ``False`` uses the plain ``F_LP(τb)/τa``.
     cache_size : int
         Knapsack evaluations kept in memory (each holds two (M, L) tables).
@@ -88,7 +76,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             val = r.int_value / tau
             if val > best["value"]:
                 # its exact straggler time is at most tau: tighten the incumbent
-                t_act, _ = min_straggler_time(problem, r.tokens, rel_tol=1e-9, tau_hi=tau)
+                t_act, _, _ = problem.min_straggler_time(r.tokens, rel_tol=1e-9, tau_hi=tau)
                 if np.isfinite(t_act) and t_act <= tau:
                     val = r.int_value / t_act
                 best.update(value=val, tokens=r.tokens.copy(), tau=min(tau, t_act))
@@ -112,37 +100,27 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     k0 = problem.k_lo.copy()
     tau0 = lo / (1 - 1e-9)
     best.update(value=float(np.sum(problem.WF[rows, k0])) / tau0, tokens=k0, tau=tau0)
-    if hi <= lo * (1 + 1e-12):
-        grid = np.array([lo, hi])
-    else:
-        grid = np.geomspace(lo, hi, max(int(n_init), 2))
+    grid = tau_grid(lo, hi, n_init)
     heap: list = []
     for a, b in zip(grid[:-1], grid[1:]):
         u = ibound(a, b)
         if np.isfinite(u):
-            heapq.heappush(heap, (-u, a, b))
-    nodes = len(grid)
-    pruned_ub = -np.inf            # largest bound among intervals closed without splitting
-    status = "optimal"
-    while heap:
-        ub = -heap[0][0]
-        if ub <= best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK):
-            break
-        if nodes >= max_nodes or time.perf_counter() - t_start > time_limit:
-            status = "time_limit"
-            break
-        negu, a, b = heapq.heappop(heap)
-        m = float(np.sqrt(a * b))
-        if not (a < m < b):                     # interval at floating-point resolution
-            pruned_ub = max(pruned_ub, -negu)
-            continue
-        nodes += 1
+            heap.append((-u, a, b, 0.0))
+
+    def split(a, m, b, ub, _):
         for lo_, hi_ in ((a, m), (m, b)):
-            u = min(ibound(lo_, hi_), -negu)    # a child's bound never exceeds its parent's
+            u = min(ibound(lo_, hi_), ub)      # a child's bound never exceeds its parent's
             if np.isfinite(u):
-                heapq.heappush(heap, (-u, lo_, hi_))
-    open_ub = -heap[0][0] if heap else -np.inf
-    bound = max(open_ub, pruned_ub)
+                yield (-u, lo_, hi_, 0.0)
+
+    def stop(splits):
+        if len(grid) + splits >= max_nodes or time.perf_counter() - t_start > time_limit:
+            return "time_limit"
+        return None
+
+    status, bound, splits = best_first(heap, incumbent=lambda: best["value"], tol=tol, split=split,
+                                       stop=stop, unsplittable="prune")
+    nodes = len(grid) + splits
     return certified_solution(problem, best["tokens"], bound, method="global", status=status,
                               tol=tol, iterations=nodes,
                               info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol})

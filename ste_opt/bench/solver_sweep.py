@@ -36,8 +36,8 @@ DEFAULT_OPTIONS = {
 def make_instance(preset: str, n_devices: int, seed: int, n_tokens: int | None = None,
                   problem_options: dict | None = None):
     """The STE problem of a sweep point; ``n_tokens`` keeps the first N' patches (k_min = N'/3)."""
-    from .problems.ste import STEProblem
-    from .scenario import Scenario
+    from ..problems.ste import STEProblem
+    from ..scenarios.ste import Scenario
 
     sc = Scenario.preset(preset, n_devices=n_devices, seed=seed)
     if n_tokens is not None and n_tokens < sc.n_patches:
@@ -53,7 +53,7 @@ def run_instance(preset: str, n_devices: int, seed: int, method: str, options: d
     defaults. Returns a dict: preset, n_devices, active, seed, method, status, objective, bound,
     gap, time_s, nodes, check_ok, error.
     """
-    from .solvers import list_methods, solve
+    from ..solvers import list_methods, solve
 
     reg, opts = DEFAULT_OPTIONS.get(method, (method, {}))
     opts = {**opts, **(options or {})}

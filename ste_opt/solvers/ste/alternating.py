@@ -1,10 +1,10 @@
-"""ST-SFLora's alternating algorithm (DESIGN §3), vectorized over devices.
+"""ST-SFLora's alternating algorithm (docs/ste.md), vectorized over devices.
 
 Each outer iteration runs three blocks on the active devices:
 
 0. **tokens** first, from the paper's start (equal bandwidth, power from the energy limit);
 1. **power** (W, K fixed): ``p = min(p_max, p̄)`` with p̄ the root of the energy limit
-   ``p S / R(W, p) = E`` (bisection, or the equivalent Lambert-W closed form);
+   ``p S / R(W, p) = E`` (:func:`ste_opt.model.channel.max_energy_power_w`);
 2. **bandwidth** (p, K fixed): bisection on the straggler time τ; each device's least bandwidth
    meeting ``R ≥ max(S/(τ - offset), p S/E, S/(T_stand - T0))`` is found in closed form; the spare
    bandwidth is then handed out in proportion;
@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import channel
-from ..errors import SolverError
+from ...errors import SolverError
+from ...model import channel
+from ...model.allocation import hand_out_spare, least_feasible_tau
+from ..registry import register
 from .knapsack import knapsack_token_step
-from .registry import register
 
 __all__ = ["alternating", "run_alternating", "joint_resource_step", "cvxpy_resource_step"]
 
@@ -39,7 +40,7 @@ def _rates(problem, w, p):
 def _ste(problem, k, w, p):
     r = _rates(problem, w, p)
     with np.errstate(divide="ignore"):
-        tu = np.where(r > 0, problem.bits(k) / np.where(r > 0, r, 1.0), np.inf)
+        tu = np.where(r > 0, problem.payload_bits(k) / np.where(r > 0, r, 1.0), np.inf)
     tau = float(np.max(tu + problem.tau_offset))
     num = float(np.sum(problem.WF[np.arange(problem.M), k]))
     return (num / tau if np.isfinite(tau) and tau > 0 else 0.0), tau
@@ -49,18 +50,11 @@ def _feasible(problem, k, w, p, rtol=1e-9) -> bool:
     r = _rates(problem, w, p)
     if np.any(r <= 0):
         return False
-    tu = problem.bits(k) / r
+    tu = problem.payload_bits(k) / r
     return bool(np.sum(w) <= problem.W_tot * (1 + rtol)
                 and np.all(p <= problem.p_max * (1 + rtol))
                 and np.all(p * tu + problem.e_comp <= (problem.e_up + problem.e_comp) * (1 + rtol))
                 and np.all(problem.t0 + tu <= problem.t_stand * (1 + rtol)))
-
-
-def _hand_out_spare(problem, w):
-    total = float(np.sum(w))
-    if total <= 0:
-        return w
-    return w * (problem.W_tot / total) * (1 - 1e-12)
 
 
 def joint_resource_step(problem, k):
@@ -71,7 +65,7 @@ def joint_resource_step(problem, k):
     tau, w, p = problem.min_straggler_time(k)
     if not np.isfinite(tau):
         return None
-    return _hand_out_spare(problem, w), p
+    return hand_out_spare(w, problem.W_tot), p
 
 
 def cvxpy_resource_step(problem, k, solver: str | None = None):
@@ -97,19 +91,19 @@ def cvxpy_resource_step(problem, k, solver: str | None = None):
         t = tau * (1 + bump)
         w = problem.w_min(k, t)
         if np.sum(w) <= problem.W_tot:
-            return _hand_out_spare(problem, w), problem.power_for(t)
+            return hand_out_spare(w, problem.W_tot), problem.power_for(t)
     return None
 
 
-def _power_step(problem, k, w, bisect=True):
-    p_bar = channel.max_energy_power_w(problem.bits(k), w, problem.gain, problem.noise,
-                                       problem.e_up, bisect=bisect)
+def _power_step(problem, k, w):
+    p_bar = channel.max_energy_power_w(problem.payload_bits(k), w, problem.gain, problem.noise,
+                                       problem.e_up)
     return np.minimum(problem.p_max, p_bar)
 
 
 def _bandwidth_step(problem, k, p, tau_hi, rel_tol=1e-10):
     """Least τ with Σ W_min(τ; p fixed) ≤ W_tot by bisection; spare bandwidth handed out."""
-    s = problem.bits(k)
+    s = problem.payload_bits(k)
     off = problem.tau_offset
     base = np.maximum(p * s / problem.e_up, s / problem.t_max)
 
@@ -123,14 +117,8 @@ def _bandwidth_step(problem, k, p, tau_hi, rel_tol=1e-10):
         return None
     r_all = channel.rate_bps(problem.W_tot, p, problem.gain, problem.noise)
     lo = min(float(np.max(off + s / r_all)), tau_hi)
-    hi = tau_hi
-    while hi - lo > rel_tol * hi:
-        mid = 0.5 * (lo + hi)
-        if np.sum(need(mid)) <= problem.W_tot:
-            hi = mid
-        else:
-            lo = mid
-    return _hand_out_spare(problem, need(hi))
+    hi = least_feasible_tau(lambda tau: np.sum(need(tau)) <= problem.W_tot, lo, tau_hi, rel_tol)
+    return hand_out_spare(need(hi), problem.W_tot)
 
 
 def _token_caps(problem, w, p):
@@ -296,7 +284,7 @@ def alternating(problem, max_iter: int = 20, token_step: str = "closed_form",
         Paper's Eq. 41 (largest K under the current straggler time), or the best straggler time
         among all breakpoints, or ``"knapsack"``: every device's tokens re-chosen jointly by the
         multiple-choice knapsack at (and near) the current straggler time, with the exact resource
-        step (:func:`ste_opt.solvers.knapsack.knapsack_token_step`). The per-device steps cannot
+        step (:func:`ste_opt.solvers.ste.knapsack.knapsack_token_step`). The per-device steps cannot
         move bandwidth between devices and stall 1–10 % below the optimum on the paper preset;
         the knapsack step brings the certified gap to ~1e-4 (``benchmarks/ste_solvers.py``).
     resource_step : {"paper", "joint", "cvxpy"}

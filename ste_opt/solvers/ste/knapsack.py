@@ -1,4 +1,4 @@
-"""The STE problem at a fixed straggler time τ is a multiple-choice knapsack (DESIGN §3).
+"""The STE problem at a fixed straggler time τ is a multiple-choice knapsack (docs/MODEL.md §3).
 
 For a straggler time τ, device m can keep K tokens iff it gets at least ``W_min_m(K, τ)`` Hz, so
 
@@ -12,11 +12,9 @@ relaxation even if convexity fails numerically). The increments above the thresh
 per-device prefixes: that is the Lagrangian solution, which is feasible; a vectorized fill step
 then adds next levels while they fit.
 
-Everything is vectorized over devices and levels (no Python loop over devices). ``W_min`` is
-computed here by a vectorized Newton iteration (the Lambert-W closed form of
-:func:`ste_opt.channel.min_bandwidth_hz` is exact but about 10x slower on large tables); the
-values agree to ~1e-14 relative and are rounded up by ``_SAFETY``. Allocations handed to users
-are always rebuilt with :meth:`STEProblem.min_straggler_time` (the problem's own W_min).
+Everything is vectorized over devices and levels (no Python loop over devices). ``W_min`` and
+its slope in τ come from :class:`ste_opt.model.allocation.UplinkWindows` (the problem's
+``uplink``); allocations handed to users are rebuilt with :meth:`STEProblem.min_straggler_time`.
 """
 from __future__ import annotations
 
@@ -24,41 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["log1p_root_newton", "wmin_table", "wmin_slope_table", "interval_bound", "KnapsackResult",
-           "knapsack_at", "levels_of",
-           "polish", "min_straggler_time", "knapsack_token_step", "BOUND_SLACK"]
+from ...errors import SolverError
+from ...model.allocation import hand_out_spare
 
-LN2 = float(np.log(2.0))
-_SAFETY = 2e-12
+__all__ = ["wmin_table", "wmin_slope_table", "interval_bound", "KnapsackResult",
+           "knapsack_at", "levels_of", "polish", "knapsack_token_step", "BOUND_SLACK"]
+
 #: relative inflation applied to every certified bound, covering floating-point rounding
 BOUND_SLACK = 1e-9
-
-
-def log1p_root_newton(c) -> np.ndarray:
-    """Positive root ``x`` of ``ln(1 + x) = c x`` for ``0 < c < 1`` (vectorized Newton).
-
-    With ``s = ln(1 + x)`` the equation reads ``q(s) = ln(expm1(s) / s) + ln c = 0``; q is convex
-    and increasing, so Newton started right of the root (``s0 = min(-2 ln c, ...)``) decreases
-    monotonically to it. Series near ``s = 0`` keep full relative accuracy when ``c -> 1`` (where
-    the Lambert-W form loses digits). ``nan`` outside ``(0, 1)``.
-    """
-    c = np.asarray(c, dtype=float)
-    ok = (c > 0) & (c < 1)
-    cc = np.where(ok, c, 0.5)
-    l1 = -np.log(cc)                                   # > 0
-    s = np.minimum(2.0 * l1, l1 + 2.0 * np.log1p(l1) + 1.0)
-    for _ in range(5):                                 # quadratic: 4-5 steps reach 1e-13
-        small = s < 1e-2
-        ss = np.where(small, 1.0, s)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            em = np.expm1(ss)
-            q = np.where(small, s / 2 + s * s / 24 - s ** 4 / 2880, np.log(em / ss)) - l1
-            dq = np.where(small, 0.5 + s / 12 - s ** 3 / 720, 1.0 + 1.0 / em - 1.0 / ss)
-        step = q / dq
-        s_new = s - step
-        s = np.where(np.isfinite(s_new) & (s_new > 0), s_new, s)
-    x = np.expm1(s)
-    return np.where(ok, x, np.nan)
 
 
 def wmin_table(problem, tau: float, levels, rows=None) -> np.ndarray:
@@ -67,22 +38,16 @@ def wmin_table(problem, tau: float, levels, rows=None) -> np.ndarray:
     ``levels`` is a 1-D array of token counts (shared by the devices) or a 2-D array with one row
     per device. Returns shape (M, L); ``inf`` where the level cannot be sent within the window.
     """
-    sl = slice(None) if rows is None else rows
-    t = problem.window(tau)[sl]
     lev = np.asarray(levels, dtype=float)
     if lev.ndim == 1:
         lev = lev[None, :]
-    pos = t > 0
-    ts = np.where(pos, t, 1.0)
-    p_hat = np.minimum(problem.p_max[sl], problem.e_up[sl] / ts)
-    a = p_hat * problem.gain[sl] / problem.noise           # Hz (SNR per Hz)
-    rate = problem.beta * (lev + problem.c0) / ts[:, None]
-    c = rate * LN2 / a[:, None]
-    x = log1p_root_newton(c)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = a[:, None] / x * (1.0 + _SAFETY)
-    w = np.where((c > 0) & (c < 1) & pos[:, None], w, np.inf)
-    return w
+    return problem.uplink.least_bandwidth_hz(problem.payload_bits(lev), tau, rows)
+
+
+def wmin_slope_table(problem, tau: float, W) -> np.ndarray:
+    """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) of the table ``W = wmin_table(problem, τ, ...)``
+    (:meth:`ste_opt.model.allocation.UplinkWindows.least_bandwidth_slope`)."""
+    return problem.uplink.least_bandwidth_slope(tau, W)
 
 
 def levels_of(problem, level_step: int = 1) -> np.ndarray:
@@ -187,76 +152,15 @@ def _fill(W, F, kidx, lev, W_tot, valid, rounds):
     return kidx
 
 
-def min_straggler_time(problem, tokens, rel_tol: float = 1e-12, tau_hi: float | None = None):
-    """Least τ at which ``tokens`` fit (``Σ W_min(K, τ) ≤ W_tot``), by bisection with the Newton
-    W_min of this module (accurate up to the rate limit). Returns ``(tau, bandwidth)`` or
-    ``(inf, None)``."""
-    k = np.asarray(tokens, dtype=float)[:, None]
-
-    def need(tau):
-        return wmin_table(problem, tau, k)[:, 0]
-
-    hi = problem.tau_max if tau_hi is None else min(float(tau_hi), problem.tau_max)
-    w_hi = need(hi)
-    if not np.sum(w_hi) <= problem.W_tot:
-        return np.inf, None
-    from .. import channel
-    lo = float(np.max(problem.tau_offset + problem.bits(k[:, 0]) / channel.rate_bps(
-        problem.W_tot, problem.p_max, problem.gain, problem.noise)))
-    lo = min(lo, hi)
-    # Newton on g(τ) = Σ W_min(τ) - W_tot (convex, non-increasing): one step from the feasible
-    # side lands left of the root, then the iterates increase monotonically to it
-    x = hi
-    for _ in range(30):
-        w = need(x)
-        g = float(np.sum(w)) - problem.W_tot
-        if not np.isfinite(g):
-            break
-        d = float(np.sum(wmin_slope_table(problem, x, w[:, None])))
-        if d >= 0:
-            break
-        step = -g / d
-        x_new = max(x + step, lo)
-        if abs(x_new - x) <= 1e-13 * x:
-            x = x_new
-            break
-        x = x_new
-    for bump in (1e-13, 1e-12, 1e-10, 1e-8):
-        t = min(x * (1 + bump), hi)
-        w = need(t)
-        if np.sum(w) <= problem.W_tot:
-            # x is (up to rounding) left of the root: bracket [x, t]; if x were feasible the
-            # bisection below only returns a τ at most ~1e-13 above the least one
-            lo = min(max(lo, x * (1 - 1e-13)), t)
-            hi, w_hi = t, w
-            break
-    for _ in range(200):
-        if hi - lo <= rel_tol * hi:
-            break
-        mid = 0.5 * (lo + hi)
-        w = need(mid)
-        if np.sum(w) <= problem.W_tot:
-            hi, w_hi = mid, w
-        else:
-            lo = mid
-    return hi, w_hi
-
-
 def polish(problem, tokens):
     """Exact allocation for integer ``tokens``: least straggler time, whole-window power, spare
     bandwidth handed out. Returns ``(bandwidth, power, tau)`` or ``None`` if they do not fit."""
-    tau, w = min_straggler_time(problem, tokens)
+    tau, w, p = problem.min_straggler_time(tokens)
     if not np.isfinite(tau):
         return None
-    p = problem.power_for(tau)
-    total = float(np.sum(w))
-    if total > problem.W_tot:
+    if float(np.sum(w)) > problem.W_tot:
         return None
-    if total > 0:
-        w = w * (problem.W_tot / total) * (1 - 1e-12)
-        if float(np.sum(w)) > problem.W_tot:
-            w = w * (1 - 1e-12)
-    return w, p, tau
+    return hand_out_spare(w, problem.W_tot), p, tau
 
 
 def certified_solution(problem, tokens, bound, *, method: str, status: str, tol: float | None = None,
@@ -265,7 +169,6 @@ def certified_solution(problem, tokens, bound, *, method: str, status: str, tol:
     (:func:`polish`), a :class:`Solution` whose bound is ``max(bound, objective)`` inflated by
     ``slack`` (floating-point rounding), and ``status`` lowered to ``"feasible"`` when it claims
     ``"optimal"`` with a gap above ``tol``. A non-finite ``bound`` leaves the solution without one."""
-    from ..errors import SolverError
 
     out = polish(problem, tokens)
     if out is None:
@@ -279,30 +182,6 @@ def certified_solution(problem, tokens, bound, *, method: str, status: str, tol:
     if tol is not None and sol.status == "optimal" and sol.gap is not None and sol.gap > tol:
         sol.status = "feasible"
     return sol
-
-
-def wmin_slope_table(problem, tau: float, W) -> np.ndarray:
-    """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) at τ of the table ``W = wmin_table(problem, τ, ...)``.
-
-    ``W_min(K, ·)`` is convex and non-increasing in τ (window ``t = τ - offset`` capped at
-    ``T_stand - T0``; power ``min(p_max, E/t)``), so ``W(τ') ≥ W(τ) + (τ - τ')|slope|`` for every
-    ``τ' ≤ τ``: the tangent is a valid lower bound on any interval ending at τ. With the energy
-    limit binding the root scales as ``W ∝ 1/t`` (slope ``-W/t``); at full power, implicit
-    differentiation of ``R(W, p) = S/t`` gives ``-W ln(1+y) / (t (ln(1+y) - y/(1+y)))``, ``y = p h/(N0 W)``.
-    """
-    t_raw = tau - problem.tau_offset
-    active = (t_raw > 0) & (t_raw <= problem.t_max)          # window still growing left of τ
-    t = np.where(t_raw > 0, np.minimum(t_raw, problem.t_max), 1.0)
-    energy = problem.p_max > problem.e_up / t                   # energy limit binds (p = E/t)
-    p_hat = np.minimum(problem.p_max, problem.e_up / t)
-    a = (p_hat * problem.gain / problem.noise)[:, None]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        y = a / W
-        den = np.where(y < 1e-4, y * y / 2 - 2 * y ** 3 / 3, np.log1p(y) - y / (1 + y))
-        full = W * np.log1p(y) / den
-    slope = np.where(energy[:, None], W, full) / t[:, None]
-    slope = np.where(active[:, None] & np.isfinite(W), slope, 0.0)
-    return -slope
 
 
 def _phi(F, C, lam, W_tot):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InfeasibleError, InvalidScenarioError
+from ...errors import InfeasibleError, InvalidScenarioError
+from ..registry import register
 from .alternating import run_alternating
-from .registry import register
 
 __all__ = ["fixed_power", "equal_bandwidth", "all_tokens", "fixed_tokens"]
 
