@@ -128,7 +128,7 @@ def part_ste_vs_k(cfg, splits, out):
     tr, sched = _trainer_and_schedule(cfg, splits)
     ids = list(range(tr.num_clients))
     scen = round_scenario(sched.scenario, ids, 0, sched.seed)
-    prof = calibrate_profiles(tr, ids, round_idx=0, batch=scen.batch)
+    prof = calibrate_profiles(tr.plan_context(), ids, round_idx=0, batch=scen.batch)
     scen = scen.with_retention(profiles_matrix(prof, ids))
     rows, best = [], {}
     for den in ("round", "uplink"):
@@ -139,7 +139,7 @@ def part_ste_vs_k(cfg, splits, out):
             try:
                 sol = solve(prob, "fixed_tokens", tokens=k)
                 rows.append({"denominator": den, "K": k, "ste": sol.objective,
-                             "straggler_s": float(np.max(sol.latency[prob.active])), "feasible": True})
+                             "straggler_s": float(np.max(sol.latency_s[prob.active])), "feasible": True})
             except InfeasibleError:
                 rows.append({"denominator": den, "K": k, "ste": None, "straggler_s": None, "feasible": False})
     write_csv("closed_loop_ste_vs_k", rows)
@@ -171,7 +171,7 @@ def part_fading(cfg, splits, out, n_rounds):
     ids = list(range(tr.num_clients))
     rows = []
     for r in range(n_rounds):
-        sched.plan(r, ids, tr)
+        sched.plan(r, ids, tr.plan_context())
         rec = sched.records[-1]
         scen = round_scenario(sched.scenario, ids, r, sched.seed)
         for c in ids:

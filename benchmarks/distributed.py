@@ -36,6 +36,14 @@ class _Timed:
 
     def __init__(self, backend):
         self.backend, self.times = backend, []
+        self.name = f"timed {backend.name}"
+
+    @property
+    def last_failures(self):
+        return self.backend.last_failures
+
+    def close(self) -> None:
+        """Nothing: the caller owns (and closes) the wrapped backend."""
 
     def run_round(self, *args):
         t0 = time.perf_counter()

@@ -16,11 +16,7 @@ ROOT = Path(ste_opt.__file__).resolve().parent
 #: (importer, name) pairs known to break the rule when the rule was added; the learning_hooks part
 #: of issue 11 removes them. An entry that no longer occurs fails the test, so the list cannot go
 #: stale: delete the entries as they are fixed (the goal is an empty set).
-KNOWN: set[tuple[str, str]] = {
-    ("ste_opt.learning_hooks.backends.flower_backend", "ste_opt.learning_hooks.roles._sgd"),
-    ("ste_opt.learning_hooks.backends.flower_backend",
-     "ste_opt.learning_hooks.backends.ray_backend._prepare_process"),
-}
+KNOWN: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -110,8 +110,8 @@ def test_solution_is_feasible_for_its_problem(solver_run):
 
 def test_calibrated_profiles(solver_run):
     tr, _ = solver_run
-    a = calibrate_profiles(tr, [1, 2], round_idx=0)
-    b = calibrate_profiles(tr, [1, 2], round_idx=0, batch=2 * BATCH)
+    a = calibrate_profiles(tr.plan_context(), [1, 2], round_idx=0)
+    b = calibrate_profiles(tr.plan_context(), [1, 2], round_idx=0, batch=2 * BATCH)
     for c in (1, 2):
         assert a[c].shape == (N_PATCHES,)
         assert np.all(np.diff(a[c]) <= 0) and np.all(a[c] >= 0)

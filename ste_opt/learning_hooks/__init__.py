@@ -3,23 +3,33 @@
 Everything torch/timm/peft lives here and is imported lazily by the modules that need it;
 ``import ste_opt`` never imports this package. Modules:
 
-- ``_compat``    torchvision guard; ``import_timm()``, ``import_peft()``
-- ``split``      cut a timm ViT into client and server modules, LoRA through peft
-- ``compress``   [CLS] attention, top-K selection + merge, quantization, bit packing, ``Payload``
-- ``federated``  partitions, client sampling, ``Aggregator`` protocol, ``FedAvg``
-- ``data``       digits / CIFAR-10/100 / Tiny-ImageNet from local files
-- ``memory``     training-memory accounting (bytes)
-- ``schedule``   ``ClientPlan``, ``Schedule``, ``StaticSchedule``
-- ``roles``      client and server roles that move only bytes; the local backend
-- ``trainer``    ``SplitFedTrainer``
+- ``_compat``       torchvision guard; ``import_timm()``, ``import_peft()``
+- ``split``         cut a timm ViT into client and server modules, LoRA through peft
+- ``compress``      [CLS] attention, top-K selection + merge, quantization, bit packing, ``Payload``
+- ``uplink``        the tokens-on-the-wire rule and the bits of one upload
+- ``federated``     partitions, client sampling, ``Aggregator`` protocol, ``FedAvg``
+- ``data``          digits / CIFAR-10/100 / Tiny-ImageNet from local files
+- ``memory``        training-memory accounting (bytes)
+- ``spec``          ``ModelSpec`` (typed model spec), ``PlanContext`` (what a schedule sees)
+- ``schedule``      ``ClientPlan``, ``Schedule``, ``StaticSchedule``
+- ``calibrate``     retention profiles measured by the clients
+- ``closed_loop``   solver-driven schedules (``SolverSchedule``, ``CostedSchedule``), one job per module
+- ``framing``       framed messages (JSON header + body)
+- ``client_roles``  ``ClientRole``, ``FedLoRAClientRole``; ``server_role``: ``ServerRole``
+- ``results``       typed round results (``ClientRoundResult``, ``ClientStats``, ``ServerStats``)
+- ``backends``      the ``Backend`` protocol and template round loop (``base``); local, Ray, Flower
+- ``roles``         the historical import path of the roles and the local backend
+- ``round_log``     the trainer's history and per-client rows
+- ``trainer``       ``SplitFedTrainer``
 """
 from .federated import Aggregator, FedAvg, dirichlet_partition, sample_clients, shard_partition
 from .schedule import ClientPlan, Schedule, StaticSchedule
+from .spec import ModelSpec, PlanContext
 
 __all__ = ["Aggregator", "FedAvg", "dirichlet_partition", "shard_partition", "sample_clients",
-           "ClientPlan", "Schedule", "StaticSchedule"]
+           "ClientPlan", "Schedule", "StaticSchedule", "ModelSpec", "PlanContext"]
 
 # closed loop (issue 6): solver-driven schedules; importing it does not import torch
-from .solver_schedule import SolverSchedule  # noqa: E402
+from .closed_loop import CostedSchedule, SolverSchedule  # noqa: E402
 
-__all__ += ["SolverSchedule"]
+__all__ += ["SolverSchedule", "CostedSchedule"]

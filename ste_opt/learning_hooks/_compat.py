@@ -3,7 +3,7 @@
 The only torchvision release that pins torch 2.13.0 is a CUDA build whose compiled extension fails
 to load next to the CPU torch: ``import torchvision`` raises
 ``RuntimeError: operator torchvision::nms does not exist`` while registering the Python fake/meta
-kernels of its C++ operators (``../shared/research/deps.md``). timm (``timm.layers`` imports
+kernels of its C++ operators (docs/training.md, "timm, peft and torchvision"). timm (``timm.layers`` imports
 ``torchvision.ops.misc``) and peft (through transformers) then fail too.
 
 :func:`ensure_torchvision` does nothing where torchvision imports normally. Otherwise it defines the

@@ -1,6 +1,6 @@
 """Calibration: each sampled client measures its retention profile ᾱ_m on its own data.
 
-ST-SFLora's protocol (DESIGN §2, §6): at the start of a round every sampled client runs its
+ST-SFLora's protocol (docs/closed_loop.md): at the start of a round every sampled client runs its
 client part (current global adapters) on one or more of its own batches, takes the [CLS] row of
 the attention at the split layer (averaged over heads), sorts each sample's N scores in
 descending order and adds them rank by rank. The resulting vector of N numbers (non-increasing by
@@ -20,38 +20,34 @@ Upload cost: the profile travels as N float32 numbers, :func:`profile_uplink_bit
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
 from ..errors import InvalidScenarioError
 from ..model.semantics import profile_from_attention, validate_profiles
+from .spec import ModelSpec, PlanContext
 
 __all__ = ["calibrate_profiles", "profiles_matrix", "profile_uplink_bits", "samples_measured",
            "profile_from_attention"]
 
 
-def samples_measured(trainer: Any, client_id: int, n_batches: int = 1) -> int:
-    """Samples behind a client's measured profile: ``min(n_batches, local steps) × loader batch``.
-
-    Uses only the trainer's public ``model_spec()`` and ``client_sizes``.
-    """
-    spec = trainer.model_spec()
-    steps = int(spec["local_steps"][int(client_id)])
-    bsz = min(int(spec["batch_size"]), int(trainer.client_sizes[int(client_id)]))
-    return max(1, min(int(n_batches), steps)) * bsz
+def samples_measured(spec: ModelSpec, client_id: int, n_batches: int = 1) -> int:
+    """Samples behind a client's measured profile: ``min(n_batches, local steps) × loader batch``
+    (:meth:`ModelSpec.samples_measured`)."""
+    return spec.samples_measured(client_id, n_batches)
 
 
-def calibrate_profiles(trainer: Any, client_ids: Sequence[int], *, n_batches: int = 1,
+def calibrate_profiles(context: PlanContext, client_ids: Sequence[int], *, n_batches: int = 1,
                        round_idx: int | None = None, batch: int | None = None) -> dict[int, np.ndarray]:
     """Measure the sampled clients' retention profiles with the current global model.
 
     Parameters
     ----------
-    trainer : SplitFedTrainer
-        Provides ``client_cls_profiles(client_ids, n_batches, round_idx)`` (sorted [CLS]
-        attention at the split layer, summed rank by rank over the batches), ``model_spec()``
-        and ``client_sizes``.
+    context : PlanContext
+        Its ``profiles(client_ids, n_batches, round_idx)`` callback measures the sorted [CLS]
+        attention at the split layer, summed rank by rank over the batches
+        (``SplitFedTrainer.client_cls_profiles``); its ``spec`` gives the samples measured.
+        ``SplitFedTrainer.plan_context()`` builds one.
     client_ids : sequence of int
         The round's sampled clients.
     n_batches : int
@@ -69,7 +65,7 @@ def calibrate_profiles(trainer: Any, client_ids: Sequence[int], *, n_batches: in
     ids = [int(c) for c in client_ids]
     if not ids:
         return {}
-    raw = trainer.client_cls_profiles(ids, n_batches=int(n_batches), round_idx=round_idx)
+    raw = context.profiles(ids, int(n_batches), round_idx)
     out: dict[int, np.ndarray] = {}
     for c in ids:
         if c not in raw:
@@ -77,7 +73,7 @@ def calibrate_profiles(trainer: Any, client_ids: Sequence[int], *, n_batches: in
                                        device=c)
         p = np.asarray(raw[c], dtype=float)
         if batch is not None:
-            p = p * (float(batch) / samples_measured(trainer, c, n_batches))
+            p = p * (float(batch) / context.spec.samples_measured(c, n_batches))
         # a sum of per-sample sorted rows is non-increasing; the running minimum only removes
         # floating-point ties that summation could in principle reorder
         p = np.minimum.accumulate(np.maximum(p, 0.0))

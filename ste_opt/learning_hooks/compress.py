@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidScenarioError
+from ..model.payload import valid_bit_width
 
 __all__ = [
     "cls_attention", "select_and_merge", "quantize", "dequantize", "fake_quantize", "pack", "unpack",
@@ -119,7 +120,7 @@ def select_and_merge(tokens: torch.Tensor, scores: torch.Tensor, tokens_kept: in
 # --------------------------------------------------------------------------- quantization
 def _check_bits(bits: int) -> int:
     bits = int(bits)
-    if not (1 <= bits <= 16 or bits == 32):
+    if not valid_bit_width(bits):
         raise InvalidScenarioError(f"bits={bits} must be 1..16 or 32", field="bits")
     return bits
 

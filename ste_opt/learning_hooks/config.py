@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import InvalidScenarioError
+from ..model.payload import valid_bit_width
 
 __all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "list_configs", "validate_config",
            "default_checkpoint_path", "tokens_kept_for"]
@@ -117,7 +118,7 @@ def validate_config(cfg: Mapping) -> dict:
         raise InvalidScenarioError("compression.keep_ratio must be in [0, 1]", field="compression.keep_ratio")
     for key in ("bits", "grad_bits"):
         b = int(c[key])
-        if not (1 <= b <= 16 or b == 32):
+        if not valid_bit_width(b):
             raise InvalidScenarioError(f"compression.{key}={b} must be 1..16 or 32", field=f"compression.{key}")
     f = cfg["federation"]
     if not 1 <= int(f["clients_per_round"]) <= int(f["num_clients"]):

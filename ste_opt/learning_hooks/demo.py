@@ -5,11 +5,11 @@
 1. gets the frozen backbone (pretrains it on the digits source split, or loads the cached local
    checkpoint in the cache folder, :func:`ste_opt.cache.cache_dir`);
 2. runs split federated LoRA fine-tuning on digits (config ``ste_opt/configs/demo.yaml``) with a
-   :class:`~ste_opt.learning_hooks.solver_schedule.SolverSchedule` (calibrate, redraw fading,
+   :class:`~ste_opt.learning_hooks.closed_loop.SolverSchedule` (calibrate, redraw fading,
    solve with ``alternating``, schedule K_m at 8 bits; ``global`` certifies each round's gap when
    it is registered);
 3. runs the same rounds with the all-tokens fp32 baseline ``StaticSchedule(None, 32)``, priced on
-   the same fading draws (:class:`~ste_opt.learning_hooks.solver_schedule.CostedSchedule`);
+   the same fading draws (:class:`~ste_opt.learning_hooks.closed_loop.CostedSchedule`);
 4. prints one table (accuracy, uplink MB, simulated time, energy, client memory) and writes
    ``<out>/history.csv`` (one row per run and round: predicted latency/energy next to measured
    bits), ``<out>/clients.csv`` (per client and round), ``<out>/summary.json`` and ``<out>/*.png``;
@@ -190,10 +190,10 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
     unless ``out`` is given: then each trainer writes under ``out/<run>/``).
     """
     from ..solvers import list_methods
+    from .closed_loop import CostedSchedule, SolverSchedule
     from .config import load_config, merge
     from .data import load_splits
     from .schedule import StaticSchedule
-    from .solver_schedule import CostedSchedule, SolverSchedule
     from .trainer import SplitFedTrainer
 
     cfg = load_config(config)
@@ -238,7 +238,7 @@ def run_pair(config="demo", *, out=None, seed: int = 0, rounds: int | None = Non
     scen = sched.scenario
     summary = {
         "config": cfg, "method": method, "certify": cert, "bits": bits, "seed": seed,
-        "model_spec": {k: v for k, v in tr_s.model_spec().items() if k != "local_steps"},
+        "model_spec": {k: v for k, v in tr_s.model_spec().as_dict().items() if k != "local_steps"},
         "scenario": {"devices": scen.n_devices, "bandwidth_hz": scen.bandwidth_hz, "batch": scen.batch,
                      "n_patches": scen.n_patches, "dim": scen.dim, "bits": scen.bits, "k_min": scen.k_min,
                      "ref_loss_db": scen.ref_loss_db, **scen.meta.get("closed_loop", {})},

@@ -1,16 +1,22 @@
 """Schedules: which tokens_kept K and bit width q each sampled client uses in a round.
 
-The trainer calls ``schedule.plan(round_idx, client_ids, trainer)`` at the start of every round and
-gets one :class:`ClientPlan` per client (or ``None``: the client sits out this round, sends nothing,
-and is recorded as excluded). Issue 6 adds solver-driven schedules behind the same interface.
+The trainer calls ``schedule.plan(round_idx, client_ids, context)`` at the start of every round
+with a :class:`~ste_opt.learning_hooks.spec.PlanContext` (the typed model spec and a profile
+callback; never the trainer itself) and gets one :class:`ClientPlan` per client (or ``None``: the
+client sits out this round, sends nothing, and is recorded as excluded). Solver-driven schedules
+(:mod:`ste_opt.learning_hooks.closed_loop`) implement the same interface.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..errors import InvalidScenarioError
+from ..model.payload import valid_bit_width
+
+if TYPE_CHECKING:
+    from .spec import PlanContext
 
 __all__ = ["ClientPlan", "Schedule", "StaticSchedule", "validate_plan"]
 
@@ -38,11 +44,11 @@ class ClientPlan:
 
 @runtime_checkable
 class Schedule(Protocol):
-    """Per-round plans. ``trainer`` gives access to the model spec, data and
-    :meth:`~ste_opt.learning_hooks.trainer.SplitFedTrainer.client_cls_profiles`."""
+    """Per-round plans. ``context.spec`` is the model's :class:`~ste_opt.learning_hooks.spec.ModelSpec`;
+    ``context.profiles`` measures the sampled clients' retention profiles."""
 
     def plan(self, round_idx: int, client_ids: Sequence[int],
-             trainer: Any) -> Mapping[int, ClientPlan | None]: ...
+             context: PlanContext) -> Mapping[int, ClientPlan | None]: ...
 
 
 def validate_plan(plan: ClientPlan, num_patches: int, client: int | None = None) -> ClientPlan:
@@ -51,7 +57,7 @@ def validate_plan(plan: ClientPlan, num_patches: int, client: int | None = None)
         raise InvalidScenarioError(
             f"tokens_kept={plan.tokens_kept} outside [0, {num_patches}]", field="tokens_kept",
             device=client)
-    if not (1 <= int(plan.bits) <= 16 or int(plan.bits) == 32):
+    if not valid_bit_width(int(plan.bits)):
         raise InvalidScenarioError(f"bits={plan.bits} must be 1..16 or 32", field="bits",
                                    device=client)
     return plan
@@ -65,7 +71,8 @@ class StaticSchedule:
         self.bits = int(bits)
         validate_plan(ClientPlan(self.tokens_kept, self.bits), num_patches=10**9)
 
-    def plan(self, round_idx: int, client_ids: Sequence[int], trainer: Any) -> dict[int, ClientPlan]:
+    def plan(self, round_idx: int, client_ids: Sequence[int],
+             context: PlanContext | None = None) -> dict[int, ClientPlan]:
         return {int(c): ClientPlan(self.tokens_kept, self.bits) for c in client_ids}
 
     def eval_plan(self) -> ClientPlan:

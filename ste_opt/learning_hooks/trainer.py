@@ -25,7 +25,8 @@ import torch.nn.functional as F
 import yaml
 
 from ..errors import InvalidScenarioError
-from ..model.payload import payload_bits
+from .backends.registry import get_backend
+from .client_roles import ClientRole, FedLoRAClientRole
 from .compress import fake_quantize, select_and_merge
 from .config import default_checkpoint_path, load_config, tokens_kept_for
 from .data import ImageDataset, load_splits
@@ -39,18 +40,17 @@ from .federated import (
     shard_partition,
     state_to_numpy,
 )
-from .roles import ClientRole, FedLoRAClientRole, ServerRole, get_backend
+from .results import ClientRoundResult
+from .round_log import round_rows
 from .schedule import ClientPlan, Schedule, StaticSchedule, validate_plan
+from .server_role import ServerRole
+from .spec import ModelSpec, PlanContext
 from .split import build_vit, load_trainable_state, split_vit, trainable_state
 
 __all__ = ["SplitFedTrainer", "ClientDataHook"]
 
 #: ``hook(client_id, images, labels) -> (images, labels)``: e.g. add synthetic samples (GenFL).
 ClientDataHook = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _state_bits(state: Mapping[str, np.ndarray]) -> int:
-    return int(sum(8 * v.nbytes for v in state.values()))
 
 
 class SplitFedTrainer:
@@ -177,12 +177,19 @@ class SplitFedTrainer:
     def client_sizes(self) -> dict[int, int]:
         return {c: r.num_examples for c, r in self.clients.items()}
 
-    def model_spec(self) -> dict:
+    def model_spec(self) -> ModelSpec:
         """The trained model's real numbers, for schedules that predict bits/latency."""
-        return {"num_patches": self.num_patches, "embed_dim": self.embed_dim, "batch_size": self.batch_size,
-                "cut_layer": int(self.config["model"]["cut_layer"]), "depth": int(self.config["model"]["depth"]),
-                "num_prefix_tokens": self.model.client.num_prefix_tokens,
-                "local_steps": {c: r.loader.steps for c, r in self.clients.items()}}
+        return ModelSpec(num_patches=int(self.num_patches), embed_dim=int(self.embed_dim),
+                         batch_size=self.batch_size, local_steps={c: r.loader.steps for c, r in self.clients.items()},
+                         client_sizes=self.client_sizes, cut_layer=int(self.config["model"]["cut_layer"]),
+                         depth=int(self.config["model"]["depth"]),
+                         num_prefix_tokens=int(self.model.client.num_prefix_tokens),
+                         client_params=int(sum(np.asarray(v).size for v in self.client_global.values())),
+                         image_size=int(self.config["data"]["image_size"]))
+
+    def plan_context(self) -> PlanContext:
+        """What a schedule sees of this trainer: the model spec and :meth:`client_cls_profiles`."""
+        return PlanContext(self.model_spec(), self.client_cls_profiles)
 
     def set_client_data(self, client_id: int, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Replace a client's training data (e.g. after generating synthetic samples)."""
@@ -242,19 +249,13 @@ class SplitFedTrainer:
         return correct / len(data), loss_sum / len(data)
 
     # ------------------------------------------------------------------ the round
-    def _aggregate(self, results: Mapping[int, dict], round_idx: int) -> None:
+    def _aggregate(self, results: Mapping[int, ClientRoundResult], round_idx: int) -> None:
         ids = sorted(results)
-        weights = [float(results[c]["num_examples"]) for c in ids]
-        if self.mode == "fedlora":
-            states = [numpy_to_state(results[c]["client_state"]) for c in ids]
-            agg = state_to_numpy(self.aggregator(states, weights, round_idx=round_idx, client_ids=ids))
-            self.client_global = {k[7:]: v for k, v in agg.items() if k.startswith("client/")}
-            self.server_global = {k[7:]: v for k, v in agg.items() if k.startswith("server/")}
-            return
+        weights = [float(results[c].num_examples) for c in ids]
         states = []
         for c in ids:
-            st = {f"client/{k}": v for k, v in results[c]["client_state"].items()}
-            st.update({f"server/{k}": v for k, v in results[c]["server_state"].items()})
+            st = {f"client/{k}": v for k, v in results[c].client_state.items()}
+            st.update({f"server/{k}": v for k, v in results[c].server_state.items()})
             states.append(numpy_to_state(st))
         agg = state_to_numpy(self.aggregator(states, weights, round_idx=round_idx, client_ids=ids))
         if self.client_global:
@@ -266,7 +267,7 @@ class SplitFedTrainer:
         f = self.config["federation"]
         t_round = time.perf_counter()
         ids = sample_clients(self.num_clients, int(f["clients_per_round"]), seed=self.seed, round_idx=round_idx)
-        raw = self.schedule.plan(round_idx, ids, self)
+        raw = self.schedule.plan(round_idx, ids, self.plan_context())
         plans: dict[int, ClientPlan | None] = {}
         for c in ids:
             p = raw.get(c) if isinstance(raw, Mapping) else None
@@ -278,10 +279,15 @@ class SplitFedTrainer:
                                          self.client_global if not fed else self._fedlora_global(),
                                          self.server_global)
         # clients a distributed backend lost mid-round: reported, and left out of the aggregation
-        failed = dict(getattr(self.backend, "last_failures", None) or {})
+        failed = dict(self.backend.last_failures)
         self._aggregate(results, round_idx)
         acc, loss = self.evaluate()
-        row = self._log_round(round_idx, ids, plans, results, acc, loss, time.perf_counter() - t_round)
+        row, client_rows = round_rows(round_idx, ids, plans, results, fedlora=fed, num_patches=self.num_patches,
+                                      embed_dim=self.embed_dim, downloaded=self._fedlora_global() if fed
+                                      else self.client_global, clients=self.clients, acc=acc, loss=loss,
+                                      round_s=time.perf_counter() - t_round)
+        self.history.append(row)
+        self.client_rows += client_rows
         row["failed_clients"] = ";".join(str(c) for c in sorted(failed))
         for crow in self.client_rows:
             if crow["round"] == round_idx and crow["client"] in failed:
@@ -292,9 +298,7 @@ class SplitFedTrainer:
 
     def close(self) -> None:
         """Release the backend's resources (Ray actors, Flower engine); idempotent."""
-        close = getattr(self.backend, "close", None)
-        if callable(close):
-            close()
+        self.backend.close()
 
     def __enter__(self) -> SplitFedTrainer:
         return self
@@ -306,81 +310,6 @@ class SplitFedTrainer:
         st = {f"client/{k}": v for k, v in self.client_global.items()}
         st.update({f"server/{k}": v for k, v in self.server_global.items()})
         return st
-
-    def _log_round(self, round_idx, ids, plans, results, acc, loss, round_s) -> dict:
-        fed = self.mode == "fedlora"
-        N, D = self.num_patches, self.embed_dim
-        up = down = up_adapt = down_adapt = 0
-        steps = 0
-        step_s, comp_s, score_s, decode_s = [], 0.0, 0.0, 0.0
-        cmem = smem = 0
-        tr_loss = tr_correct = tr_count = 0.0
-        uploaded = (self._fedlora_global() if fed else self.client_global)
-        for c in ids:
-            plan = plans[c]
-            res = results.get(c)
-            base = {"round": round_idx, "client": c, "excluded": plan is None, "num_examples": self.clients[c].num_examples}
-            if res is None:
-                self.client_rows.append({**base, "tokens_kept": None, "bits": None, "steps": 0,
-                                         "uplink_bits": 0, "analytic_bits": 0, "bits_match": None})
-                continue
-            st, sst = res["stats"], res.get("server_stats", {})
-            n_steps = st["steps"] if not fed else len(res["step_times"])
-            steps += n_steps
-            step_s += res["step_times"]
-            comp_s += st["compress_s"]
-            score_s += st["score_s"]
-            decode_s += sst.get("decode_s", 0.0)
-            a_up = _state_bits(res["client_state"])
-            a_down = _state_bits(uploaded)
-            up += st["uplink_bits"]
-            down += st["downlink_bits"]
-            up_adapt += a_up
-            down_adapt += a_down
-            cmem = max(cmem, st["memory"].peak)
-            if sst:
-                smem = max(smem, sst["memory"].peak)
-                tr_loss += sst["loss_sum"]
-                tr_correct += sst["correct"]
-                tr_count += sst["count"]
-            else:
-                tr_loss += st.get("loss_sum", 0.0)
-                tr_correct += st.get("correct", 0)
-                tr_count += st.get("count", 0)
-            if fed:
-                analytic = 0
-            else:
-                bsz = self.clients[c].loader.batch_size
-                extra = 1 if plan.tokens_kept is None else 2
-                k = N if plan.tokens_kept is None else plan.tokens_kept
-                analytic = n_steps * payload_bits(bsz, k, D, plan.bits, extra_tokens=extra)
-            row = {**base, "tokens_kept": plan.tokens_kept, "bits": plan.bits,
-                   "selection": plan.tokens_kept is not None, "steps": n_steps,
-                   "uplink_bits": st["uplink_bits"], "analytic_bits": analytic,
-                   "bits_match": st["uplink_bits"] == analytic, "downlink_bits": st["downlink_bits"],
-                   "uplink_adapter_bits": a_up, "client_peak_bytes": st["memory"].peak,
-                   **{f"client_{k}": v for k, v in st["memory"].as_dict().items() if k != "peak_bytes"}}
-            for k, v in dict(plan.predicted).items():
-                row[f"pred_{k}"] = v
-            self.client_rows.append(row)
-        active = [c for c in ids if plans[c] is not None]
-        p0 = plans[active[0]]
-        mean_step = float(np.mean(step_s)) if step_s else 0.0
-        row = {"round": round_idx, "test_acc": acc, "test_loss": loss,
-               "train_loss": tr_loss / max(tr_count, 1), "train_acc": tr_correct / max(tr_count, 1),
-               "clients": len(active), "excluded": len(ids) - len(active),
-               "tokens_kept": p0.tokens_kept if not fed else None, "bits": p0.bits if not fed else None,
-               "selection": (p0.tokens_kept is not None) and not fed,
-               "uplink_bits": up, "downlink_bits": down,
-               "uplink_adapter_bits": up_adapt, "downlink_adapter_bits": down_adapt,
-               "uplink_total_bits": up + up_adapt, "downlink_total_bits": down + down_adapt,
-               "client_peak_bytes": cmem, "server_peak_bytes": smem, "steps": steps,
-               "step_time_s": mean_step,
-               "compress_time_s": (comp_s + score_s + decode_s) / max(steps, 1),
-               "compress_overhead": (comp_s + score_s + decode_s) / max(sum(step_s), 1e-12),
-               "round_time_s": round_s}
-        self.history.append(row)
-        return row
 
     # ------------------------------------------------------------------ outputs
     def _write_outputs(self) -> None:

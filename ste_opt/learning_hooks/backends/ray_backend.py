@@ -13,7 +13,7 @@ Layout
 Order of server updates (``server_order``)
 ------------------------------------------
 ``"deterministic"`` (default): the driver submits every call of the round up front. A worker runs
-its clients one after the other (as :class:`~ste_opt.learning_hooks.roles.LocalBackend` does), and
+its clients one after the other (as :class:`~ste_opt.learning_hooks.backends.local.LocalBackend` does), and
 the server serves the workers round-robin by local step: a fixed order. Ray executes the calls of
 one caller on one actor in submission order, so the schedule is reproducible. ``"arrival"``: every
 worker drives its own clients (``forward`` → ``server.step`` → ``backward``) and the server serves
@@ -33,7 +33,8 @@ actor dies, the round raises :class:`~ste_opt.errors.SolverError`.
 Networking
 ----------
 Without ``address`` the backend starts a private single-machine Ray instance bound to loopback
-(``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``: otherwise Ray listens on every interface), with no
+(``_node_ip_address="127.0.0.1"``, and ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` for the
+processes it starts: otherwise Ray listens on every interface), with no
 dashboard, and shuts it down in :meth:`RayBackend.close`. With ``address="auto"`` or
 ``"ray://host:10001"`` / ``"host:6379"`` it joins an existing cluster and leaves it running.
 """
@@ -41,14 +42,13 @@ from __future__ import annotations
 
 import os
 import pickle
-import time
-import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import numpy as np
-
 from ...errors import InvalidScenarioError, SolverError
+from ..results import ClientRoundResult
+from .base import RoundJob, RoundTemplate
+from .ray_actors import ClientWorker, ServerActor, exchange_overhead_s, short_error
 
 __all__ = ["RayBackend", "Backend", "init_local_ray", "ray_available", "exchange_overhead_s"]
 
@@ -82,9 +82,8 @@ def init_local_ray(num_cpus: int | None = None, *, address: str | None = None,
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                           "configure_logging": False}
     if address is None:
-        from ray._private import ray_constants
-
-        ray_constants.ENABLE_RAY_CLUSTER = False  # if ray was imported before the env var was set
+        # loopback only: the node address below binds this instance (the env var above only takes
+        # effect when ray is first imported after it is set; the node address does either way)
         kw["num_cpus"] = num_cpus
         kw["_node_ip_address"] = "127.0.0.1"
         kw["runtime_env"] = {"env_vars": {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}}
@@ -100,108 +99,8 @@ def init_local_ray(num_cpus: int | None = None, *, address: str | None = None,
     return True
 
 
-# --------------------------------------------------------------------------- actors (plain classes)
-def _prepare_process(torch_threads: int | None) -> None:
-    """In a fresh worker process: thread count, and the torchvision guard before any timm/peft
-    class is unpickled."""
-    import torch
-
-    from .._compat import import_peft, import_timm
-
-    if torch_threads:
-        torch.set_num_threads(int(torch_threads))
-    import_timm()
-    import_peft()
-
-
-class _ClientWorker:
-    """Holds some client roles; every method works on one client id."""
-
-    def __init__(self, roles_blob: bytes, torch_threads: int | None,
-                 failures: Sequence[tuple[int, int, int, str]] = ()):
-        _prepare_process(torch_threads)
-        self.roles: dict[int, Any] = pickle.loads(roles_blob)
-        self.failures = {(int(r), int(c)): (int(b), str(mode)) for r, c, b, mode in failures}
-        self.times: dict[int, list[float]] = {}
-        self._t0: dict[int, float] = {}
-
-    def ping(self) -> int:
-        return os.getpid()
-
-    def set_data(self, client: int, data) -> None:
-        self.roles[int(client)].set_data(data)
-
-    def begin_round(self, client: int, round_idx: int, plan, global_state) -> int:
-        self.times[client] = []
-        return int(self.roles[client].begin_round(round_idx, plan, global_state))
-
-    def _maybe_fail(self, client: int, round_idx: int, batch_idx: int) -> None:
-        hit = self.failures.get((int(round_idx), int(client)))
-        if hit is not None and hit[0] == int(batch_idx):
-            if hit[1] == "exit":
-                os._exit(17)  # the process dies, as a crashed device would
-            raise RuntimeError(f"injected failure: client {client}, round {round_idx}, batch {batch_idx}")
-
-    def forward(self, client: int, round_idx: int, batch_idx: int) -> bytes:
-        self._maybe_fail(client, round_idx, batch_idx)
-        self._t0[client] = time.perf_counter()
-        return self.roles[client].forward(round_idx, batch_idx)
-
-    def backward(self, client: int, grad_msg: bytes) -> None:
-        self.roles[client].backward(grad_msg)
-        self.times[client].append(time.perf_counter() - self._t0.pop(client))
-
-    def local_step(self, client: int, round_idx: int, batch_idx: int) -> None:
-        self._maybe_fail(client, round_idx, batch_idx)
-        t0 = time.perf_counter()
-        self.roles[client].local_step(round_idx, batch_idx)
-        self.times[client].append(time.perf_counter() - t0)
-
-    def end_round(self, client: int) -> dict:
-        role = self.roles[client]
-        return {"client_state": role.end_round(), "num_examples": role.num_examples,
-                "stats": role.stats, "step_times": self.times.pop(client, [])}
-
-    def run_client(self, client: int, round_idx: int, plan, global_state, server) -> dict:
-        """``server_order="arrival"``: drive one client's whole round against the server actor."""
-        import ray
-
-        steps = self.begin_round(client, round_idx, plan, global_state)
-        for b in range(steps):
-            if server is None:
-                self.local_step(client, round_idx, b)
-            else:
-                msg = self.forward(client, round_idx, b)
-                self.backward(client, ray.get(server.step.remote(msg)))
-        return self.end_round(client)
-
-
-class _ServerActor:
-    """Holds the :class:`ServerRole`; ``step`` takes the client's framed message as it is."""
-
-    def __init__(self, server_blob: bytes, torch_threads: int | None):
-        _prepare_process(torch_threads)
-        self.role = pickle.loads(server_blob)
-
-    def ping(self) -> int:
-        return os.getpid()
-
-    def begin_round(self, round_idx: int, global_state) -> None:
-        self.role.begin_round(round_idx, global_state)
-
-    def step(self, msg: bytes) -> bytes:
-        from ..roles import unframe
-
-        header, body = unframe(msg)
-        return self.role.step(body, header)
-
-    def end_round(self) -> tuple[dict, dict]:
-        copies = self.role.end_round()
-        return copies, self.role.stats
-
-
 # --------------------------------------------------------------------------- backend
-class RayBackend:
+class RayBackend(RoundTemplate):
     """Run the trainer's rounds on Ray actors.
 
     Parameters
@@ -256,8 +155,7 @@ class RayBackend:
         self.torch_threads = torch_threads
         self.inject_failures = failures
         self.ray_init_kwargs = dict(ray_init_kwargs or {})
-        self.failures: list[dict] = []
-        self.last_failures: dict[int, str] = {}
+        super().__init__()
         self._started_ray = False
         self._workers: list[Any] = []
         self._owner: dict[int, int] = {}
@@ -284,7 +182,7 @@ class RayBackend:
         ray = self._ray()
         mine = {c: clients[c] for c in sorted(clients) if self._owner[c] == w}
         blob = pickle.dumps(mine, protocol=5)  # shared client module stays shared inside the worker
-        cls = ray.remote(_ClientWorker).options(**self._actor_opts())
+        cls = ray.remote(ClientWorker).options(**self._actor_opts())
         for c, role in mine.items():
             self._shipped_data[c] = id(role.data)
         return cls.remote(blob, self.torch_threads, self.inject_failures)
@@ -307,7 +205,7 @@ class RayBackend:
                     self._shipped_data[c] = id(role.data)
         if server is not None and id(server) != self._server_key:
             self._kill([self._server])
-            cls = ray.remote(_ServerActor).options(**self._actor_opts())
+            cls = ray.remote(ServerActor).options(**self._actor_opts())
             self._server = cls.remote(pickle.dumps(server, protocol=5), self.torch_threads)
             self._server_key = id(server)
         if server is not None:
@@ -349,12 +247,6 @@ class RayBackend:
             self._workers, self._server, self._clients_key, self._server_key = [], None, None, None
             self._closed = True
 
-    def __enter__(self) -> RayBackend:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def __del__(self):  # best effort; tests and scripts call close()
         try:
             if not self._closed and self._started_ray:
@@ -363,19 +255,17 @@ class RayBackend:
             pass
 
     # ------------------------------------------------------------------ the round
-    def run_round(self, round_idx: int, plans: Mapping[int, Any], clients: Mapping[int, Any],
-                  server, client_global: Mapping[str, np.ndarray] | None,
-                  server_global: Mapping[str, np.ndarray] | None) -> dict[int, dict]:
-        """Same contract as ``LocalBackend.run_round``; failed clients are left out (see
-        :attr:`last_failures`)."""
+    def train_clients(self, job: RoundJob, failures: dict[int, str]) -> dict[int, ClientRoundResult]:
+        """The round on the actors; failed clients go into ``failures`` (see :attr:`last_failures`)."""
+        round_idx, plans, clients, server = job.round_idx, job.plans, job.clients, job.server
         ray = self._ray()
         self._setup(clients, server)
         self._restart_dead(clients)
-        active = [c for c in sorted(plans) if plans[c] is not None]
-        cg = ray.put(client_global) if client_global is not None else None
+        active = job.active
+        cg = ray.put(job.client_global) if job.client_global is not None else None
         arrival = self.server_order == "arrival"
         if server is not None:
-            begin = self._server.begin_round.remote(round_idx, server_global)
+            begin = self._server.begin_round.remote(round_idx, job.server_global)
             if arrival:  # steps will come from other callers: begin must be done first
                 ray.get(begin)
         if arrival:
@@ -384,29 +274,21 @@ class RayBackend:
         else:
             refs = self._submit_ordered(round_idx, plans, active, clients, cg, server is not None)
         srv_ref = self._server.end_round.remote() if server is not None else None
-        out: dict[int, dict] = {}
-        failed: dict[int, str] = {}
+        out: dict[int, ClientRoundResult] = {}
         for c in active:
             try:
                 res = ray.get(refs[c])
                 out[c] = res[-1] if isinstance(res, list) else res
             except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError) as exc:
-                failed[c] = _short(exc)
+                failures[c] = short_error(exc)
         if server is not None:
             try:
                 copies, sstats = ray.get(srv_ref)
             except ray.exceptions.RayActorError as exc:
-                raise SolverError(f"round {round_idx}: the server actor died ({_short(exc)})") from exc
-            for c in out:
-                out[c]["server_state"] = copies.get(c, {})
-                out[c]["server_stats"] = sstats.get(c, {})
-        self.last_failures = failed
-        for c, msg in failed.items():
-            self.failures.append({"round": int(round_idx), "client": int(c), "error": msg})
-            warnings.warn(f"ray backend: client {c} failed in round {round_idx} and is left out "
-                          f"of the aggregation: {msg}", RuntimeWarning, stacklevel=2)
-        if active and not out:
-            raise SolverError(f"round {round_idx}: every client failed: {failed}")
+                raise SolverError(f"round {round_idx}: the server actor died ({short_error(exc)})") from exc
+            for c, res in out.items():
+                res.server_state = copies.get(c, {})
+                res.server_stats = sstats.get(c)
         return out
 
     def _submit_ordered(self, r, plans, active, clients, cg, split: bool) -> dict:
@@ -445,49 +327,6 @@ class RayBackend:
     def _submit_arrival(self, r, plans, active, cg, split: bool) -> dict:
         return {c: self._workers[self._owner[c]].run_client.remote(
             c, r, plans[c], cg, self._server if split else None) for c in active}
-
-
-class _Echo:
-    def ping(self) -> int:
-        return os.getpid()
-
-    def make(self, nbytes: int, i: int) -> bytes:
-        return bytes(int(nbytes))
-
-    def step(self, msg: bytes) -> bytes:
-        return msg
-
-    def take(self, msg: bytes) -> int:
-        return len(msg)
-
-
-def exchange_overhead_s(payload_bytes: int, grad_bytes: int | None = None, n: int = 200) -> float:
-    """Median transport cost (s) of one batch exchange with no compute: the same three actor calls
-    as :class:`RayBackend` (``forward`` on a worker → ``step`` on the server → ``backward`` on the
-    worker) carrying ``payload_bytes`` up and back. Needs Ray initialised (see
-    :func:`init_local_ray`)."""
-    import ray
-
-    cls = ray.remote(_Echo).options(num_cpus=0, max_concurrency=1)
-    worker, server = cls.remote(), cls.remote()
-    try:
-        ray.get([worker.ping.remote(), server.ping.remote()])
-        times = []
-        for i in range(int(n)):
-            t0 = time.perf_counter()
-            msg = worker.make.remote(payload_bytes, i)
-            ray.get(worker.take.remote(server.step.remote(msg)))
-            times.append(time.perf_counter() - t0)
-        return float(np.median(times[min(10, len(times) // 4):]))
-    finally:
-        ray.kill(worker)
-        ray.kill(server)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    tail = [t for t in text if t.strip()][-1:] if text else []
-    return f"{type(exc).__name__}: {tail[0] if tail else ''}"[:300]
 
 
 #: ``get_backend("ray_backend", **kw)`` resolves here.
