@@ -285,13 +285,29 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(out)
 
 
+def add_device_options(parser, amp: bool = True) -> None:
+    """``--device`` (and ``--amp``) of the training commands (config keys ``device``, ``amp``)."""
+    parser.add_argument("--device", default=None, metavar="DEV",
+                        help="auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:<i> | mps "
+                             "(default: the config's device, auto)")
+    if amp:
+        parser.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"],
+                            help="mixed precision (default: the config's amp, off)")
+
+
 def training_config(args, extra: list[str]) -> dict:
     """Resolved training config of ``train``/``pretrain``: the ``--config`` file with ``--set``
-    overrides then ``extra`` ones; sets torch's thread count when ``--threads`` is given."""
+    overrides then ``extra`` ones (and ``--device``/``--amp``); sets torch's thread count when
+    ``--threads`` is given."""
     from ..learning_hooks.config import load_config
 
+    extra = list(extra)
+    if getattr(args, "device", None):
+        extra.append(f"device={args.device}")
+    if getattr(args, "amp", None):
+        extra.append(f"amp={args.amp}")
     source = read_mapping(STDIO, "training config") if args.config == STDIO else args.config
-    cfg = load_config(source, list(args.overrides) + list(extra))
+    cfg = load_config(source, list(args.overrides) + extra)
     if args.threads:
         import torch
 

@@ -7,6 +7,8 @@ all-tokens fp32 baseline (see :mod:`ste_opt.learning_hooks.demo`).
 """
 from __future__ import annotations
 
+from ._common import add_device_options
+
 
 def register(sub):
     p = sub.add_parser("demo", help="run the end-to-end demo on the embedded default",
@@ -19,6 +21,7 @@ def register(sub):
     add_output(p, default="runs/demo", help="output folder (default runs/demo)", aliases=("--out",))
     p.add_argument("--no-train", action="store_true", help="only the optimization part")
     p.add_argument("--rounds", type=int, default=None, help="training rounds (default: demo config)")
+    add_device_options(p)
     p.set_defaults(func=run)
 
 
@@ -62,5 +65,6 @@ def run(args) -> int:
         return 0
     from ..learning_hooks import demo as train_demo
 
-    return int(train_demo.run(out=out, seed=args.seed, rounds=args.rounds,
+    dev = {k: v for k, v in (("device", args.device), ("amp", args.amp)) if v}
+    return int(train_demo.run(out=out, seed=args.seed, rounds=args.rounds, overrides=dev or None,
                               progress=not args.quiet, echo=print) or 0)

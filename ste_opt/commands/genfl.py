@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import add_device_options
+
 
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in ("none", "") else float(text)
@@ -65,6 +67,7 @@ def register(subparsers) -> None:
     g.add_argument("--cfg-scale", type=float, default=0.0)
     g.add_argument("--no-quality", action="store_true", help="skip the FD / memorisation report")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add_device_options(p, amp=False)
     from ._common import add_output
 
     add_output(p, help="run folder (default runs/genfl-<dataset>-<partition>-...)",
@@ -96,7 +99,7 @@ def run(args) -> int:
         generator_path=args.generator_path,
         fl=FLConfig(rounds=args.rounds, local_epochs=args.local_epochs, lr=args.lr,
                     batch_size=args.batch_size, clients_per_round=args.clients_per_round,
-                    syn_weight=args.syn_weight),
+                    syn_weight=args.syn_weight, device=args.device or "auto"),
         generator=GeneratorConfig(ch=args.gen_ch, train_steps=args.gen_steps,
                                   batch_size=args.gen_batch_size, sample_steps=args.sample_steps,
                                   cfg_scale=args.cfg_scale))

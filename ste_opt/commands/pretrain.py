@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_device_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -20,6 +22,7 @@ def register(subparsers) -> None:
 
     add_output(p, help="checkpoint file (.pt; default: the cache path above)", aliases=("--out",))
     p.add_argument("--threads", type=int, default=None)
+    add_device_options(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

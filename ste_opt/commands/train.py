@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._common import add_device_options
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,6 +24,7 @@ def register(subparsers) -> None:
                aliases=("--run-dir",))
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    add_device_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--list", action="store_true", help="list the bundled configs and exit")
     p.set_defaults(func=run)

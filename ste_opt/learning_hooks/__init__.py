@@ -8,7 +8,13 @@ Everything torch/timm/peft lives here and is imported lazily by the modules that
 - ``compress``      [CLS] attention, top-K selection + merge, quantization, bit packing, ``Payload``
 - ``uplink``        the tokens-on-the-wire rule and the bits of one upload
 - ``federated``     partitions, client sampling, ``Aggregator`` protocol, ``FedAvg``
-- ``data``          digits / CIFAR-10/100 / Tiny-ImageNet from local files
+- ``data``          digits in memory; ``load_splits`` for every dataset
+- ``datasets``      on disk: CIFAR-10/100 (restricted unpickler), Tiny-ImageNet, ImageFolder;
+                    ``DiskImageDataset`` views through a DataLoader, the model's transforms
+- ``device``        ``Runtime``: device, autocast (``amp``), gradient scaler, ``torch.compile``
+- ``runtime_config`` validation of the runtime config keys (no torch)
+- ``paper``         the papers' bundled configs and the pre-flight check of local inputs
+- ``tracking``      optional TensorBoard scalars
 - ``memory``        training-memory accounting (bytes)
 - ``spec``          ``ModelSpec`` (typed model spec), ``PlanContext`` (what a schedule sees)
 - ``schedule``      ``ClientPlan``, ``Schedule``, ``StaticSchedule``

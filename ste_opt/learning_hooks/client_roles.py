@@ -22,6 +22,7 @@ from ..errors import InvalidScenarioError
 from ..model.payload import tokens_on_wire
 from .compress import Payload, compress_tokens, decode
 from .data import ImageDataset
+from .device import Runtime, to_wire
 from .federated import numpy_to_state, state_to_numpy
 from .framing import frame, unframe
 from .memory import MemoryReport, SavedTensorMeter, optimizer_state_bytes, param_bytes
@@ -46,9 +47,14 @@ class LocalData:
     """Per-round seeded shuffle; batches wrap around so every upload has exactly B samples."""
 
     def __init__(self, data: ImageDataset, batch_size: int, local_epochs: int,
-                 local_steps: int | None, seed: int, client_id: int):
+                 local_steps: int | None, seed: int, client_id: int, *, num_workers: int = 0,
+                 pin_memory: bool = False):
         self.seed, self.client_id = int(seed), int(client_id)
         self._batch, self._epochs, self._local_steps = int(batch_size), int(local_epochs), local_steps
+        self.num_workers, self.pin_memory = int(num_workers), bool(pin_memory)
+        self._round = None
+        self._iter = None
+        self._next = 0
         self.set_data(data)
 
     def set_data(self, data: ImageDataset) -> None:
@@ -64,10 +70,36 @@ class LocalData:
         rng = np.random.default_rng([self.seed, int(round_idx), self.client_id, 7])
         reps = -(-self.steps * self.batch_size // len(self.data))
         self._order = np.concatenate([rng.permutation(len(self.data)) for _ in range(reps)])
+        self._round, self._iter, self._next = int(round_idx), None, 0
+
+    def _rows(self, batch_idx: int) -> np.ndarray:
+        i = int(batch_idx) * self.batch_size
+        return self._order[i:i + self.batch_size]
 
     def batch(self, batch_idx: int):
-        i = int(batch_idx) * self.batch_size
-        return self.data.batch(self._order[i:i + self.batch_size])
+        """Images and labels of local batch ``batch_idx`` (on the CPU). Data on disk
+        (``data.loader``) is read through a DataLoader over the round's batches, in order;
+        out-of-order requests decode that batch directly (same seeds, same tensors)."""
+        if not hasattr(self.data, "loader"):
+            return self.data.batch(self._rows(batch_idx))
+        b = int(batch_idx)
+        seed_base = [self.seed, -1 if self._round is None else self._round, self.client_id]
+        if self._iter is None or b != self._next:
+            if b != 0:  # random access: decode this batch with the DataLoader's seeds
+                from .datasets.disk import batch_seeds
+
+                rows = [int(i) for i in self._rows(b)]
+                return self.data.batch(rows, seeds=batch_seeds(seed_base, b, len(rows))
+                                       if self.data.train else None)
+            batches = [self._rows(i) for i in range(self.steps)]
+            self._iter = iter(self.data.loader(batches, seed_base=seed_base,
+                                               num_workers=self.num_workers, pin_memory=self.pin_memory))
+            self._next = 0
+        x, y = next(self._iter)
+        self._next = b + 1
+        if self._next >= self.steps:
+            self._iter = None
+        return x, y
 
 
 class ClientRole:
@@ -78,12 +110,16 @@ class ClientRole:
     """
 
     def __init__(self, client_id: int, module: ClientModule, data: ImageDataset, *, batch_size: int,
-                 optim: Mapping, local_epochs: int = 1, local_steps: int | None = None, seed: int = 0):
+                 optim: Mapping, local_epochs: int = 1, local_steps: int | None = None, seed: int = 0,
+                 runtime: Runtime | None = None, num_workers: int = 0, pin_memory: bool = False):
         self.client_id = int(client_id)
         self.module = module
         self.data = data
         self.optim_cfg = dict(optim)
-        self.loader = LocalData(data, batch_size, local_epochs, local_steps, seed, client_id)
+        self.runtime = runtime if runtime is not None else Runtime()
+        self._scaler = None
+        self.loader = LocalData(data, batch_size, local_epochs, local_steps, seed, client_id,
+                                num_workers=num_workers, pin_memory=pin_memory)
         self.trainable = any(p.requires_grad for p in module.parameters())
         self.plan: ClientPlan | None = None
         self.stats = ClientStats()
@@ -107,6 +143,7 @@ class ClientRole:
         if self.trainable and global_state:
             load_trainable_state(self.module, numpy_to_state(global_state))
         self._opt = make_sgd(self.module.parameters(), self.optim_cfg)
+        self._scaler = self.runtime.scaler()
         self.module.train()
         self.loader.start(round_idx)
         self.stats = ClientStats()
@@ -116,11 +153,14 @@ class ClientRole:
         """Client forward + compression of one local batch; returns the framed uplink message."""
         plan = self.plan
         x, y = self.loader.batch(batch_idx)
+        x = self.runtime.to(x)
         t0 = time.perf_counter()
         select = plan.tokens_kept is not None
         params = list(self.module.parameters())
         with torch.set_grad_enabled(self.trainable), SavedTensorMeter(exclude=params) as meter:
-            tokens, scores = self.module(x, with_scores=select)
+            with self.runtime.autocast():
+                tokens, scores = self.runtime.compiled(self.module)(x, with_scores=select)
+            tokens = to_wire(tokens)  # compression runs in float32, outside autocast
             t1 = time.perf_counter()
             payload, sent = compress_tokens(tokens, scores, plan.tokens_kept, plan.bits,
                                             self.module.num_prefix_tokens)
@@ -155,10 +195,12 @@ class ClientRole:
             gp = Payload.from_bytes(body)
             self.stats.downlink_bits += gp.nbits
             if self._sent is not None and self._opt is not None:
-                grad = decode(gp, dtype=self._sent.dtype)
+                grad = decode(gp, dtype=self._sent.dtype).to(self._sent.device)
                 self._opt.zero_grad(set_to_none=True)
-                self._sent.backward(grad)
-                self._opt.step()
+                scaler = self._scaler or self.runtime.scaler()
+                self._sent.backward(scaler.scale(grad))
+                scaler.step(self._opt)
+                scaler.update()
                 m = self.stats.memory
                 m.comm = max(m.comm, self._pending_comm + len(grad_bytes))
                 m.optimizer = max(m.optimizer, optimizer_state_bytes(self._opt))
@@ -186,12 +228,14 @@ class ClientRole:
                 continue
             x, _ = self.loader.batch(int(b))
             plan = self.plan
-            tokens, scores = self.module(x, with_scores=plan.tokens_kept is not None)
-            _, sent = compress_tokens(tokens, scores, plan.tokens_kept, plan.bits,
+            with self.runtime.autocast():
+                tokens, scores = self.runtime.compiled(self.module)(
+                    self.runtime.to(x), with_scores=plan.tokens_kept is not None)
+            _, sent = compress_tokens(to_wire(tokens), scores, plan.tokens_kept, plan.bits,
                                       self.module.num_prefix_tokens)
             for p in params:
                 p.grad = None
-            sent.backward(decode(gp, dtype=sent.dtype))
+            sent.backward(decode(gp, dtype=sent.dtype).to(sent.device))
             per_batch.append([None if p.grad is None else p.grad.detach().clone() for p in params])
         for gl in per_batch:
             self._opt.zero_grad(set_to_none=True)
@@ -208,7 +252,7 @@ class ClientRole:
         if self._opt is not None:
             for i, s in self._opt.state_dict()["state"].items():
                 if s.get("momentum_buffer") is not None:
-                    mom[str(i)] = s["momentum_buffer"].detach().numpy().copy()
+                    mom[str(i)] = s["momentum_buffer"].detach().cpu().numpy().copy()
         return adapters, mom
 
     def resume_round(self, round_idx: int, plan: ClientPlan, adapters: Mapping[str, np.ndarray],
@@ -248,12 +292,16 @@ class FedLoRAClientRole:
 
     def __init__(self, client_id: int, client_module: ClientModule, server_module: ServerModule,
                  data: ImageDataset, *, batch_size: int, optim: Mapping, local_epochs: int = 1,
-                 local_steps: int | None = None, seed: int = 0):
+                 local_steps: int | None = None, seed: int = 0, runtime: Runtime | None = None,
+                 num_workers: int = 0, pin_memory: bool = False):
         self.client_id = int(client_id)
         self.client_module, self.server_module = client_module, server_module
         self.data = data
         self.optim_cfg = dict(optim)
-        self.loader = LocalData(data, batch_size, local_epochs, local_steps, seed, client_id)
+        self.runtime = runtime if runtime is not None else Runtime()
+        self._scaler = self.runtime.scaler()
+        self.loader = LocalData(data, batch_size, local_epochs, local_steps, seed, client_id,
+                                num_workers=num_workers, pin_memory=pin_memory)
         self.stats = ClientStats()
         self.trainable = True
         self._opt = None
@@ -281,15 +329,19 @@ class FedLoRAClientRole:
 
     def local_step(self, round_idx: int, batch_idx: int) -> None:
         x, y = self.loader.batch(batch_idx)
+        x, y = self.runtime.to(x), self.runtime.to(y)
         t0 = time.perf_counter()
         params = list(self.client_module.parameters()) + list(self.server_module.parameters())
         with SavedTensorMeter(exclude=params) as meter:
-            tokens, _ = self.client_module(x, with_scores=False)
-            logits = self.server_module(tokens)
+            with self.runtime.autocast():
+                tokens, _ = self.runtime.compiled(self.client_module)(x, with_scores=False)
+                logits = self.runtime.compiled(self.server_module)(tokens)
+            logits = logits.float()
             loss = F.cross_entropy(logits, y)
         self._opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._opt.step()
+        self._scaler.scale(loss).backward()
+        self._scaler.step(self._opt)
+        self._scaler.update()
         st = self.stats
         st.steps += 1
         st.client_s += time.perf_counter() - t0

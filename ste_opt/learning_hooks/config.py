@@ -22,8 +22,13 @@ DEFAULTS: dict = {
     "name": "run",
     "seed": 0,
     "mode": "split",              # split (SFL-V1) | fedlora (whole model on every device)
+    "device": "auto",             # auto | cpu | cuda | cuda:<i> | mps (client side + everything else)
+    "server_device": None,        # null = device; the server part may sit elsewhere
+    "amp": "off",                 # off | bf16 | fp16 (autocast; fp16 adds a gradient scaler)
+    "compile": False,             # torch.compile the client and server modules
     "data": {"name": "digits", "root": None, "image_size": 32,
-             "source_fraction": 0.3, "test_fraction": 0.2, "max_per_class": None},
+             "source_fraction": 0.3, "test_fraction": 0.2, "max_per_class": None,
+             "num_workers": 0, "pin_memory": "auto", "augment": True},
     "model": {"arch": "vit_compact", "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3,
               "mlp_ratio": 2.0, "cut_layer": 3, "checkpoint": "auto"},
     "lora": {"rank": 8, "alpha": 16, "targets": ["qkv"], "dropout": 0.0,
@@ -35,7 +40,7 @@ DEFAULTS: dict = {
     "compression": {"tokens_kept": None, "keep_ratio": None, "bits": 32, "grad_bits": 32},
     "pretrain": {"epochs": 40, "lr": 1e-3, "batch_size": 64, "weight_decay": 0.05},
     "eval": {"batch_size": 256},
-    "output": {"dir": None, "checkpoint_every": 1, "cache_dir": None},
+    "output": {"dir": None, "checkpoint_every": 1, "tensorboard": False, "cache_dir": None},
 }
 
 
@@ -108,6 +113,9 @@ def validate_config(cfg: Mapping) -> dict:
             if isinstance(ref[k], dict) and isinstance(v, Mapping):
                 walk(v, ref[k], f"{path}{k}.")
     walk(cfg, DEFAULTS, "")
+    from .runtime_config import validate_runtime_keys
+
+    cfg = validate_runtime_keys(cfg)
     if cfg["mode"] not in ("split", "fedlora"):
         raise InvalidScenarioError("mode must be 'split' or 'fedlora'", field="mode")
     c = cfg["compression"]

@@ -292,8 +292,9 @@ def _round_table(rounds) -> str:
 
 def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str = "demo",
         method: str = "alternating", bits: int = 8, progress: bool = True,
-        echo: Callable[[str], None] | None = None) -> int:
-    """Run the closed-loop demo and write ``<out>/{history.csv, clients.csv, summary.json, *.png}``.
+        overrides: dict | None = None, echo: Callable[[str], None] | None = None) -> int:
+    """Run the closed-loop demo and write ``<out>/{history.csv, clients.csv, summary.json, *.png}``
+    (``overrides``: config keys merged into the config, e.g. ``{"device": "cuda", "amp": "bf16"}``).
 
     The report goes to ``echo`` (the CLI passes ``print``; default: this module's logger, INFO).
     """
@@ -310,7 +311,8 @@ def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str =
         torch.set_num_threads(1)   # a busy machine: one thread avoids OpenMP stalls
     echo(f"\n== closed loop: solver-scheduled split federated fine-tuning on digits "
           f"({torch.get_num_threads()} torch thread(s))")
-    res = run_pair(config, out=out, seed=seed, rounds=rounds, method=method, bits=bits, progress=progress)
+    res = run_pair(config, out=out, seed=seed, rounds=rounds, method=method, bits=bits, progress=progress,
+                   overrides=overrides)
     summary = res["summary"]
     sc = summary["scenario"]
     summary["wall_s"] = time.perf_counter() - t0

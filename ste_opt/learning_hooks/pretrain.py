@@ -31,12 +31,18 @@ def vit_kwargs(cfg: Mapping) -> dict:
 
 
 @torch.no_grad()
-def evaluate_full(model, data, batch_size: int = 256) -> float:
+def evaluate_full(model, data, batch_size: int = 256, runtime=None) -> float:
+    """Top-1 accuracy of ``model`` on ``data`` (on ``runtime``'s device and autocast)."""
+    from .device import Runtime
+
+    rt = runtime or Runtime(next(model.parameters()).device)
     model.eval()
     correct = 0
     for i in range(0, len(data), batch_size):
         x, y = data.batch(np.arange(i, min(i + batch_size, len(data))))
-        correct += int((model(x).argmax(1) == y).sum())
+        with rt.autocast():
+            out = model(rt.to(x))
+        correct += int((out.float().argmax(1).cpu() == y).sum())
     return correct / max(len(data), 1)
 
 
@@ -51,9 +57,18 @@ def pretrain_backbone(cfg: Mapping, out_path: str | Path | None = None, splits: 
     splits = splits or load_splits(d["name"], d["root"], d["image_size"], d["source_fraction"],
                                    d["test_fraction"], seed, d.get("max_per_class"))
     src = splits.source
+    if len(src) == 0:
+        from ..errors import InvalidScenarioError
+        raise InvalidScenarioError("the source split is empty (data.source_fraction = 0): nothing "
+                                   "to pretrain on; give model.checkpoint=PATH", field="data.source_fraction")
     p = cfg["pretrain"]
+    from .device import runtime_from_config
+
+    rt = runtime_from_config(cfg, "client")
     torch.manual_seed(seed)
-    model = build_vit(cfg["model"]["arch"], num_classes=src.num_classes, **vit_kwargs(cfg))
+    model = build_vit(cfg["model"]["arch"], num_classes=src.num_classes, **vit_kwargs(cfg)).to(rt.device)
+    fwd = rt.compiled(model)
+    scaler = rt.scaler()
     opt = torch.optim.AdamW(model.parameters(), lr=float(p["lr"]), weight_decay=float(p["weight_decay"]))
     epochs, bs = int(p["epochs"]), int(p["batch_size"])
     steps_per_epoch = -(-len(src) // bs)
@@ -70,17 +85,22 @@ def pretrain_backbone(cfg: Mapping, out_path: str | Path | None = None, splits: 
         order = rng.permutation(len(src))
         for i in range(0, len(src), bs):
             x, y = src.batch(order[i:i + bs])
-            loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
+            with rt.autocast():
+                logits = fwd(rt.to(x))
+            loss = F.cross_entropy(logits.float(), rt.to(y), label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             bar.update(1)
     bar.close()
     seconds = time.perf_counter() - t0
     path = Path(out_path) if out_path else default_checkpoint_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), "arch": cfg["model"]["arch"],
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"model": state, "arch": cfg["model"]["arch"],
                 "model_config": dict(cfg["model"]), "data": d["name"]}, path)
-    return {"path": str(path), "source_acc": evaluate_full(model, src),
-            "test_acc": evaluate_full(model, splits.test), "epochs": epochs, "seconds": seconds}
+    return {"path": str(path), "source_acc": evaluate_full(model, src, runtime=rt),
+            "test_acc": evaluate_full(model, splits.test, runtime=rt), "epochs": epochs,
+            "seconds": seconds, "device": str(rt.device), "amp": rt.amp}

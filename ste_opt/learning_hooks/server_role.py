@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..errors import InvalidScenarioError
 from .client_roles import make_sgd
 from .compress import Payload, decode, encode
+from .device import Runtime
 from .federated import numpy_to_state, state_to_numpy
 from .framing import frame
 from .memory import MemoryReport, SavedTensorMeter, optimizer_state_bytes, param_bytes
@@ -27,8 +28,11 @@ class ServerRole:
     """The edge server: one adapter copy per client this round (SFL-V1), forward/backward on the
     received tokens, gradient returned in the compressed shape."""
 
-    def __init__(self, module: ServerModule, *, optim: Mapping, grad_bits: int = 32):
+    def __init__(self, module: ServerModule, *, optim: Mapping, grad_bits: int = 32,
+                 runtime: Runtime | None = None):
         self.module = module
+        self.runtime = runtime if runtime is not None else Runtime()
+        self._scaler = self.runtime.scaler()
         self.optim_cfg = dict(optim)
         self.grad_bits = int(grad_bits)
         self._global: dict[str, torch.Tensor] = {}
@@ -72,26 +76,34 @@ class ServerRole:
         payload = Payload.from_bytes(payload_bytes)
         if payload.nbits != int(header.get("payload_bits", payload.nbits)):
             raise InvalidScenarioError("payload bits differ from the header", field="payload", device=client)
-        x = decode(payload)
+        x = self.runtime.to(decode(payload))  # float32 as sent
         t1 = time.perf_counter()
         need_grad = bool(header.get("need_grad", True))
         x.requires_grad_(need_grad)
-        y = torch.as_tensor(header["labels"], dtype=torch.long)
+        y = self.runtime.to(torch.as_tensor(header["labels"], dtype=torch.long))
         params = list(self.module.parameters())
         with SavedTensorMeter(exclude=params) as meter:
-            logits = self.module(x)
+            with self.runtime.autocast():
+                logits = self.runtime.compiled(self.module)(x)
+            logits = logits.float()
             loss = F.cross_entropy(logits, y)
         if self._opt is not None:
             self._opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler = self._scaler
+        scaler.scale(loss).backward()
         if self._opt is not None:
-            self._opt.step()
+            scaler.step(self._opt)
         body = b""
         gbits = 0
         if need_grad:
-            gp, _ = encode(x.grad.detach(), self.grad_bits)
+            grad = x.grad.detach()
+            if scaler.is_enabled():  # the client receives the true (unscaled) gradient
+                grad = grad / scaler.get_scale()
+            gp, _ = encode(grad, self.grad_bits)
             body = gp.to_bytes()
             gbits = gp.nbits
+        if self._opt is not None:
+            scaler.update()
         correct = int((logits.argmax(1) == y).sum())
         st = self.stats[client]
         st.loss_sum += float(loss.detach()) * len(y)

@@ -30,6 +30,7 @@ from .client_roles import ClientRole, FedLoRAClientRole
 from .compress import fake_quantize, select_and_merge
 from .config import default_checkpoint_path, load_config, tokens_kept_for
 from .data import ImageDataset, load_splits
+from .device import runtime_from_config, to_wire
 from .federated import (
     Aggregator,
     FedAvg,
@@ -40,6 +41,7 @@ from .federated import (
     shard_partition,
     state_to_numpy,
 )
+from .paper import check_inputs
 from .results import ClientRoundResult
 from .round_log import round_rows
 from .schedule import ClientPlan, Schedule, StaticSchedule, validate_plan
@@ -74,14 +76,27 @@ class SplitFedTrainer:
         Where outputs go; default ``config["output"]["dir"]`` or ``runs/<name>``; ``False``: none.
     progress : bool
         tqdm progress bar over rounds.
+    device : str, optional
+        Overrides the config's ``device`` (``"auto"``, ``"cpu"``, ``"cuda[:i]"``, ``"mps"``; see
+        :mod:`~ste_opt.learning_hooks.device`); ``server_device`` / ``amp`` likewise.
     """
 
     def __init__(self, config: Mapping | str | Path, *, schedule: Schedule | None = None,
                  aggregator: Aggregator | None = None, backend: Any = "local",
                  client_data_hook: ClientDataHook | None = None, run_dir: str | Path | bool | None = None,
-                 progress: bool = True, splits=None):
+                 progress: bool = True, splits=None, device: str | None = None,
+                 server_device: str | None = None, amp: str | None = None):
         self.config = load_config(config) if not isinstance(config, Mapping) else load_config(dict(config))
+        overrides = {k: v for k, v in (("device", device), ("server_device", server_device),
+                                       ("amp", amp)) if v is not None}
+        if overrides:
+            self.config = load_config({**self.config, **overrides})
         cfg = self.config
+        check_inputs(cfg, data=splits is None)
+        fed_mode = cfg["mode"] == "fedlora"
+        self.client_runtime = runtime_from_config(cfg, "client")
+        # FedLoRA trains the whole model on the device: both parts on the client's device
+        self.server_runtime = self.client_runtime if fed_mode else runtime_from_config(cfg, "server")
         self.seed = int(cfg["seed"])
         self.mode = cfg["mode"]
         self.progress = progress
@@ -134,6 +149,18 @@ class SplitFedTrainer:
                                lora_dropout=float(lora["dropout"]), seed=self.seed)
         self.num_patches = self.model.num_patches
         self.embed_dim = self.model.embed_dim
+        self.model.client.to(self.client_runtime.device)
+        self.model.server.to(self.server_runtime.device)
+        # data on disk: the model's own resolution/normalisation and train augmentation
+        tf_target = getattr(self.splits.train, "transforms", None)
+        if tf_target is not None:
+            from .datasets import transforms_for_model
+
+            new = transforms_for_model(vit, image_size=int(cfg["data"]["image_size"]),
+                                       augment=bool(cfg["data"].get("augment", True)))
+            for part in (self.splits.source, self.splits.train, self.splits.test):
+                if getattr(part, "transforms", None) is not None:
+                    part.transforms.__dict__.update(new.__dict__)
         self.client_global = state_to_numpy(trainable_state(self.model.client))
         self.server_global = state_to_numpy(trainable_state(self.model.server))
 
@@ -149,11 +176,16 @@ class SplitFedTrainer:
         else:
             parts = iid_partition(labels, n, seed=self.seed)
         self.partitions = parts
+        pin = cfg["data"].get("pin_memory", "auto")
+        pin = (self.client_runtime.device.type == "cuda") if pin == "auto" else bool(pin)
         kw = dict(batch_size=int(f["batch_size"]), optim=cfg["optim"], local_epochs=int(f["local_epochs"]),
-                  local_steps=f["local_steps"], seed=self.seed)
+                  local_steps=f["local_steps"], seed=self.seed, runtime=self.client_runtime,
+                  num_workers=int(cfg["data"].get("num_workers", 0)), pin_memory=pin)
         self.clients: dict[int, Any] = {}
         for c, idx in enumerate(parts):
             data = self.splits.train.subset(idx)
+            if hasattr(data, "loader"):  # on disk: clients train with augmentation
+                data = data.subset(np.arange(len(data)), train=True)
             if hook is not None:
                 x, y = hook(c, data.images, data.labels)
                 data = ImageDataset(x, y, data.num_classes, data.image_size)
@@ -162,7 +194,8 @@ class SplitFedTrainer:
             else:
                 self.clients[c] = ClientRole(c, self.model.client, data, **kw)
         self.server = None if self.mode == "fedlora" else ServerRole(
-            self.model.server, optim=cfg["optim"], grad_bits=int(cfg["compression"]["grad_bits"]))
+            self.model.server, optim=cfg["optim"], grad_bits=int(cfg["compression"]["grad_bits"]),
+            runtime=self.server_runtime)
 
     # ------------------------------------------------------------------ public helpers
     @property
@@ -217,8 +250,9 @@ class SplitFedTrainer:
             prof = np.zeros(self.num_patches)
             for b in range(max(1, min(int(n_batches), role.loader.steps))):
                 x, _ = role.loader.batch(b)
-                _, scores = client(x, with_scores=True)
-                prof += np.sort(scores.numpy(), axis=1)[:, ::-1].sum(axis=0)
+                with self.client_runtime.autocast():
+                    _, scores = client(self.client_runtime.to(x), with_scores=True)
+                prof += np.sort(scores.float().cpu().numpy(), axis=1)[:, ::-1].sum(axis=0)
             out[int(c)] = prof
         return out
 
@@ -241,9 +275,14 @@ class SplitFedTrainer:
         correct, loss_sum = 0, 0.0
         for i in range(0, len(data), bs):
             x, y = data.batch(np.arange(i, min(i + bs, len(data))))
-            tok, scores = cm(x, with_scores=plan.tokens_kept is not None)
+            crt, srt = self.client_runtime, self.server_runtime
+            with crt.autocast():
+                tok, scores = crt.compiled(cm)(crt.to(x), with_scores=plan.tokens_kept is not None)
+            tok = to_wire(tok)
             sent = fake_quantize(select_and_merge(tok, scores, plan.tokens_kept, cm.num_prefix_tokens), plan.bits)
-            logits = sm(sent)
+            with srt.autocast():
+                logits = srt.compiled(sm)(srt.to(sent))
+            logits, y = logits.float(), srt.to(y)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
         return correct / len(data), loss_sum / len(data)
@@ -369,9 +408,16 @@ class SplitFedTrainer:
             from ..progress import progress as progress_bar
             bar = progress_bar(total=len(todo), desc=str(self.config["name"]), unit="round")
         every = int(self.config["output"]["checkpoint_every"] or 0)
+        tb = None
+        if self.config["output"].get("tensorboard") and self.run_dir is not None:
+            from .tracking import TensorBoardLogger
+
+            tb = TensorBoardLogger(self.run_dir / "tensorboard")
         for r in todo:
             row = self.run_round(r)
             self._write_outputs()
+            if tb is not None:
+                tb.log_row(row, r)
             if self.run_dir is not None and every and (r + 1) % every == 0:
                 self.save_checkpoint()
             if bar is not None:
@@ -379,4 +425,6 @@ class SplitFedTrainer:
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if tb is not None:
+            tb.close()
         return self.history

@@ -149,6 +149,9 @@ class FlowerBackend(RoundTemplate):
         CPUs of the private Ray instance of the simulation engine.
     client_cpus : float
         ``client_resources.num_cpus`` of the simulation (ClientApp actors = num_cpus / client_cpus).
+    client_gpus : float
+        ``client_resources.num_gpus`` of the simulation (default 0): each ClientApp actor's GPU
+        share; the device itself comes from the config (``device``) or the app's run config.
     timeout_s : float
         How long the server waits for the replies of one exchange before declaring a client failed.
     pull_interval_s : float, optional
@@ -159,13 +162,15 @@ class FlowerBackend(RoundTemplate):
     name = "flower"
 
     def __init__(self, exchange: str = "round", *, grid=None, allow_stale_client: bool = False,
-                 num_cpus: int | None = None, client_cpus: float = 1.0, timeout_s: float = 3600.0,
+                 num_cpus: int | None = None, client_cpus: float = 1.0, client_gpus: float = 0.0,
+                 timeout_s: float = 3600.0,
                  pull_interval_s: float | None = None):
         parse_exchange(exchange)
         self.exchange = exchange
         self.grid = grid
         self.allow_stale_client = bool(allow_stale_client)
         self.num_cpus = num_cpus
+        self.client_gpus = float(client_gpus)
         self.client_cpus = float(client_cpus)
         self.timeout_s = float(timeout_s)
         self.pull_interval_s = pull_interval_s
@@ -215,7 +220,8 @@ class FlowerBackend(RoundTemplate):
             self._ship(job.clients)
             if self._sim is None:
                 self._num_nodes = len(job.clients)
-                cfg = {"client_resources": {"num_cpus": self.client_cpus, "num_gpus": 0.0},
+                cfg = {"client_resources": {"num_cpus": self.client_cpus,
+                                            "num_gpus": float(self.client_gpus)},
                        "init_args": {"include_dashboard": False, "log_to_driver": False}}
                 self._sim = Simulation(len(job.clients), self._roles, cfg, self._driver_kw())
             out, self.last_messages = self._sim.call(run, *args, timeout_s=self.timeout_s + 600)

@@ -118,6 +118,10 @@ class RayBackend(RoundTemplate):
     cpus_per_actor : float
         Ray CPU reservation of every actor (default 0: actors are not limited by the reservation;
         set 1 on a cluster to spread them over nodes).
+    gpus_per_actor : float
+        Ray ``num_gpus`` of every actor (default 0): a GPU share, e.g. 0.25 puts four actors on one
+        GPU. Roles keep the device of their config (``device``/``server_device``); set it to
+        ``cuda`` when actors hold a GPU share.
     torch_threads : int or None
         ``torch.set_num_threads`` in every actor (default 1). For bitwise equality with ``local``,
         run ``local`` with the same thread count.
@@ -132,7 +136,8 @@ class RayBackend(RoundTemplate):
 
     def __init__(self, num_workers: int | None = None, *, address: str | None = None,
                  server_order: str = "deterministic", num_cpus: int | None = None,
-                 cpus_per_actor: float = 0.0, torch_threads: int | None = 1,
+                 cpus_per_actor: float = 0.0, gpus_per_actor: float = 0.0,
+                 torch_threads: int | None = 1,
                  inject_failures: Iterable[tuple[int, int, int, str]] = (),
                  ray_init_kwargs: Mapping[str, Any] | None = None):
         if server_order not in ("deterministic", "arrival"):
@@ -152,6 +157,7 @@ class RayBackend(RoundTemplate):
         self.server_order = server_order
         self.num_cpus = num_cpus
         self.cpus_per_actor = float(cpus_per_actor)
+        self.gpus_per_actor = float(gpus_per_actor)
         self.torch_threads = torch_threads
         self.inject_failures = failures
         self.ray_init_kwargs = dict(ray_init_kwargs or {})
@@ -176,7 +182,8 @@ class RayBackend(RoundTemplate):
         return ray
 
     def _actor_opts(self) -> dict:
-        return {"num_cpus": self.cpus_per_actor, "max_restarts": 0, "max_concurrency": 1}
+        return {"num_cpus": self.cpus_per_actor, "num_gpus": self.gpus_per_actor, "max_restarts": 0,
+                "max_concurrency": 1}
 
     def _make_worker(self, w: int, clients: Mapping[int, Any]):
         ray = self._ray()

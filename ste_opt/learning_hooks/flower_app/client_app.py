@@ -36,7 +36,10 @@ class _ConfigRoles:
 
             here = Path(__file__).resolve().parent / key
             torch.set_num_threads(int(context.run_config.get("torch-threads", 1)))
-            tr = SplitFedTrainer(str(here) if here.is_file() else key, run_dir=False, progress=False)
+            rc = context.run_config  # device / amp: "" keeps the training config's
+            tr = SplitFedTrainer(str(here) if here.is_file() else key, run_dir=False, progress=False,
+                                 device=str(rc.get("device", "")) or None,
+                                 amp=str(rc.get("amp", "")) or None)
             self._trainers[key] = tr
         return tr.clients[int(client)]
 

@@ -40,7 +40,8 @@ def main(grid, context) -> None:
                             pull_interval_s=pull if pull > 0 else None)
     run_dir = str(rc.get("run-dir", "")) or None
     trainer = SplitFedTrainer(resolve_config(str(rc["config"])), backend=backend, run_dir=run_dir or False,
-                              progress=False)
+                              progress=False, device=str(rc.get("device", "")) or None,
+                              amp=str(rc.get("amp", "")) or None)
     history = trainer.fit(int(rc.get("rounds", 1)))
     for row in history:
         print(f"[ste-opt flower] round {row['round']}: test_acc={row['test_acc']:.4f} "

@@ -94,6 +94,7 @@ class FLConfig:
     width: int = 16
     syn_weight: float | None = None
     server_epochs: int = 1
+    device: str = "auto"
 
     def validate(self) -> None:
         for name in ("rounds", "local_epochs", "batch_size", "width"):
@@ -117,21 +118,22 @@ def local_train(model: nn.Module, images: np.ndarray, labels: np.ndarray, *,
     if m:
         xs.append(np.asarray(syn_images, dtype=np.float32))
         ys.append(np.asarray(syn_labels, dtype=np.int64))
-    x = torch.from_numpy(np.concatenate(xs))
-    y = torch.from_numpy(np.concatenate(ys))
+    dev = next(model.parameters()).device
+    x = torch.from_numpy(np.concatenate(xs)).to(dev)
+    y = torch.from_numpy(np.concatenate(ys)).to(dev)
     total = n + m
     if total == 0:
         return float("nan")
     weights = None
     if syn_weight is not None and n and m:
         weights = torch.cat([torch.full((n,), (1 - syn_weight) * total / n),
-                             torch.full((m,), syn_weight * total / m)])
+                             torch.full((m,), syn_weight * total / m)]).to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     gen = torch.Generator().manual_seed(int(seed))
     model.train()
     losses = []
     for _ in range(int(epochs)):
-        perm = torch.randperm(total, generator=gen)
+        perm = torch.randperm(total, generator=gen).to(dev)
         for lo in range(0, total, batch_size):
             idx = perm[lo:lo + batch_size]
             per_sample = F.cross_entropy(model(x[idx]), y[idx], reduction="none")
@@ -148,8 +150,9 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray,
              batch_size: int = 1000) -> tuple[float, float]:
     """Accuracy (fraction) and mean cross-entropy of ``model`` on the given set."""
     model.eval()
-    x = torch.from_numpy(np.asarray(images, dtype=np.float32))
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    dev = next(model.parameters()).device
+    x = torch.from_numpy(np.asarray(images, dtype=np.float32)).to(dev)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(dev)
     correct, loss = 0, 0.0
     for lo in range(0, y.numel(), batch_size):
         out = model(x[lo:lo + batch_size])
@@ -177,7 +180,9 @@ def run_federated(clients: Sequence[GenFLClient], test_images: np.ndarray, test_
     agg = aggregator if aggregator is not None else FedAvg()
     num_classes = clients[0].num_classes
     image_shape = tuple(np.asarray(test_images).shape[1:])
-    model = make_classifier(image_shape, num_classes, cfg.width, seed)
+    from ..device import resolve_device
+
+    model = make_classifier(image_shape, num_classes, cfg.width, seed).to(resolve_device(cfg.device))
     rows: list[dict] = []
     for r in range(cfg.rounds):
         t0 = time.perf_counter()
