@@ -26,7 +26,7 @@ import pkgutil
 import sys
 
 from . import __version__
-from .errors import InfeasibleError, SteOptError
+from .errors import InfeasibleError, SolverError, SteOptError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INFEASIBLE = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
@@ -203,12 +203,11 @@ def _run(args: argparse.Namespace) -> int:
         _error(command, f"infeasible: {exc}")
         return EXIT_INFEASIBLE
     except SteOptError as exc:
-        # bad input values (InvalidScenarioError, ConfigError, the commands' UsageError) are
-        # ValueErrors, and errors marked ``usage`` (a SolverError about an unknown method or a bad
-        # option, from the validation layer) are the caller's too: usage or input error (2);
-        # the others (a solver that failed) failed while running (1)
+        # a SolverError is a failure while running (1) unless the validation layer marked it
+        # ``usage`` (unknown method or option, bad option value); every other ste-opt error is
+        # about the input (InvalidScenarioError, ConfigError, the commands' UsageError): 2
         _error(command, exc)
-        usage = isinstance(exc, ValueError) or bool(getattr(exc, "usage", False))
+        usage = not isinstance(exc, SolverError) or bool(getattr(exc, "usage", False))
         return EXIT_USAGE if usage else EXIT_FAILURE
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
         _error(command, exc)
@@ -219,6 +218,12 @@ def _run(args: argparse.Namespace) -> int:
         if msg is None:
             raise
         _error(command, msg)
+        return EXIT_FAILURE
+    except OSError as exc:  # full disk, I/O error: a runtime failure, one line
+        _error(command, exc)
+        return EXIT_FAILURE
+    except MemoryError:
+        _error(command, "out of memory (reduce the instance size)")
         return EXIT_FAILURE
 
 if __name__ == "__main__":  # pragma: no cover

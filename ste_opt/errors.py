@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["SteOptError", "InvalidScenarioError", "InfeasibleError", "SolverError"]
+__all__ = ["SteOptError", "InvalidScenarioError", "InfeasibleError", "SolverError", "ConfigError"]
 
 
 class SteOptError(Exception):
@@ -39,3 +39,16 @@ class InfeasibleError(SteOptError):
 
 class SolverError(SteOptError, RuntimeError):
     """A solver failed (missing backend, numerical failure, unknown method or option)."""
+
+
+class ConfigError(SteOptError, ValueError):
+    """A training-config value (or a run folder / checkpoint) is unusable; ``key`` names it."""
+
+    def __init__(self, message: str, key: str | None = None):
+        self.key = key
+        super().__init__(message)
+
+    @property
+    def field(self) -> str | None:
+        """Alias of ``key`` (the name :class:`InvalidScenarioError` uses)."""
+        return self.key

@@ -92,7 +92,7 @@ def test_infeasible_instance_exits_3_with_deficit(tmp_path, capsys):
     scen_path = tmp_path / "scen.yaml"
     assert main(["generate", "--devices", "10", "--bandwidth-hz", "1e5", "-o", str(scen_path)]) == 0
     capsys.readouterr()
-    assert main(["solve", str(scen_path)]) == 3
+    assert main(["solve", str(scen_path)]) == 3   # the agreed exit code of an infeasible instance
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert "MHz" in err

@@ -106,9 +106,8 @@ def _collect():
             # a command, not a message (`ste-opt solve: error`) or a pattern (`ste-opt COMMAND`)
             if re.match(r"ste-opt [a-z][a-z-]*(\s|$)", span):
                 for seg in _segments(span):
-                    if seg[0] == "ste-opt":  # a bare `ste-opt CMD` mention: CMD --help must work
-                        argv = _expand(seg[1:])
-                        ste.append((str(rel), span, argv if len(argv) > 1 else [*argv, "--help"]))
+                    if seg[0] == "ste-opt":  # inline: may be partial (`ste-opt generate --x N`)
+                        ste.append((str(rel), span, ["INLINE", *_expand(seg[1:])]))
             elif span.startswith("make ") and re.fullmatch(r"make [\w-]+", span):
                 make.append((str(rel), span, span.split()[1]))
             elif re.match(r"python -m benchmarks\.\w+$", span.split(" --")[0]):
@@ -123,6 +122,7 @@ def test_the_docs_have_commands_to_check():
     assert len(STE) >= 20 and len(MAKE) >= 4 and len(BENCH) >= 4
     assert {"generate", "solve", "methods", "bench", "pareto", "pretrain", "train", "genfl",
             "demo"} <= {argv[0] for _, _, argv in STE if argv}
+    assert any(argv[0] == "INLINE" for _, _, argv in STE)
 
 
 def _parser():
@@ -140,6 +140,14 @@ def _hidden_options(parser) -> dict[str, set[str]]:
 @pytest.mark.parametrize("where,line,argv", STE, ids=[f"{w}: {' '.join(a)}"[:80] for w, _, a in STE])
 def test_ste_opt_command_parses(where, line, argv):
     parser = _parser()
+    if argv[0] == "INLINE":  # a mention in the text: the command and each option it names exist
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert argv[1] in sub.choices, f"{where}: `{line}`: no command {argv[1]!r}"
+        p = sub.choices[argv[1]]
+        known = {s for a in p._actions if a.help != argparse.SUPPRESS for s in a.option_strings}
+        named = {a.split("=")[0] for a in argv[2:] if a.startswith("-") and a != "-"}
+        assert named <= known, f"{where}: `{line}`: {argv[1]} has no option(s) {named - known}"
+        return
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         try:

@@ -56,7 +56,7 @@ def test_round_loop_exact_bits_and_outputs(tmp_path, splits):
     assert len(rows) == 6 and all(r["bits_match"] == "True" for r in rows)
     assert len(_read(tmp_path / "history.csv")) == 2
     assert load_config(tmp_path / "config.yaml") == tr.config
-    assert (tmp_path / "checkpoint.pt").is_file()
+    assert (tmp_path / "checkpoint.safetensors").is_file()
 
 
 def test_no_selection_and_grad_bits(splits):
@@ -202,8 +202,8 @@ def test_cli_train_and_pretrain(tmp_path):
     ("data.test_fraction=1.5", "data.test_fraction"),
 ])
 def test_config_ranges_are_refused_by_name(override, field):
-    from ste_opt.errors import InvalidScenarioError
+    from ste_opt.errors import ConfigError
 
-    with pytest.raises(InvalidScenarioError) as err:
+    with pytest.raises(ConfigError) as err:
         load_config("demo", [override])
-    assert err.value.field == field
+    assert err.value.key == field

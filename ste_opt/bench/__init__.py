@@ -5,6 +5,7 @@ from .solver_sweep import (
     DEFAULT_CAPS,
     DEFAULT_METHODS,
     DEFAULT_OPTIONS,
+    check_sweep_args,
     make_instance,
     run_instance,
     summarize,
@@ -12,4 +13,4 @@ from .solver_sweep import (
 )
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_CAPS", "DEFAULT_OPTIONS", "make_instance", "run_instance",
-           "sweep", "summarize"]
+           "sweep", "summarize", "check_sweep_args"]

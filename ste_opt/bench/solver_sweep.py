@@ -11,7 +11,7 @@ import math
 import time
 
 __all__ = ["DEFAULT_METHODS", "DEFAULT_CAPS", "DEFAULT_OPTIONS", "make_instance", "run_instance", "sweep",
-           "summarize"]
+           "summarize", "check_sweep_args"]
 
 DEFAULT_METHODS = ("global", "alternating", "alternating_exact", "alternating_knapsack", "milp", "scip")
 
@@ -31,6 +31,22 @@ DEFAULT_OPTIONS = {
     "scip": ("scip", {"time_limit": 120.0}),
     "brute": ("brute", {}),
 }
+
+
+def check_sweep_args(methods, preset: str) -> None:
+    """Refuse unknown sweep methods or presets before any work (SolverError / InvalidScenarioError)."""
+    from ..errors import InvalidScenarioError
+    from ..scenarios import PRESETS
+    from ..solvers import list_methods
+    from ..validate import usage_error
+
+    known = set(DEFAULT_OPTIONS) | {m.name for m in list_methods("ste")}
+    bad = [m for m in methods if m not in known]
+    if bad or not methods:
+        raise usage_error(f"unknown method(s) {', '.join(bad) or '(none given)'}; known: {', '.join(sorted(known))}")
+    if preset not in PRESETS or preset == "sflam":
+        ok = sorted(p for p in PRESETS if p != "sflam")
+        raise InvalidScenarioError(f"unknown STE preset {preset!r}; available: {', '.join(ok)}", field="preset")
 
 
 def make_instance(preset: str, n_devices: int, seed: int, n_tokens: int | None = None,

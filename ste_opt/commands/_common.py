@@ -241,32 +241,33 @@ def require_extra(extra: str, what: str, modules: Iterable[str] | None = None) -
 
 def parse_value(text: str):
     """Parse a CLI ``key=value`` value with YAML rules (numbers, booleans, lists)."""
-    import yaml
+    from ..errors import SteOptError
+    from ..validate import parse_cli_value
 
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_cli_value(text, "option value")
+    except SteOptError:
         return text
 
 
 def parse_options(pairs: list[str] | None) -> dict:
     """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``."""
+    from ..validate import usage_error
+
     out = {}
     for item in pairs or []:
         if "=" not in item:
-            raise UsageError(f"option {item!r} must look like key=value")
+            raise usage_error(f"option {item!r} must look like key=value")
         k, v = item.split("=", 1)
         out[k.strip()] = parse_value(v)
     return out
 
 
 def make_problem(scenario, **options):
-    """The problem matching the scenario's kind, with problem options."""
-    if scenario.kind == "sflam":
-        from ..problems.sflam import SFLAMProblem
-        return SFLAMProblem(scenario, **options)
-    from ..problems.ste import STEProblem
-    return STEProblem(scenario, **options)
+    """The problem matching the scenario's kind, with problem options (checked by name/type)."""
+    from ..problems.factory import build_problem
+
+    return build_problem(scenario, **options)
 
 
 def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 
 def _ints(text: str, name: str, minimum: int) -> list[int]:
-    from ._common import UsageError as SolverError  # a usage error (exit 2)
+    from ..validate import usage_error
 
     try:
         out = [int(x) for x in text.replace(",", " ").split()]
     except ValueError as exc:
-        raise SolverError(f"--{name} must be integers separated by commas, got {text!r}") from exc
+        raise usage_error(f"--{name} must be integers separated by commas, got {text!r}") from exc
     if not out or min(out) < minimum:
-        raise SolverError(f"--{name} must be integers >= {minimum}, got {text!r}")
+        raise usage_error(f"--{name} must be integers >= {minimum}, got {text!r}")
     return out
 
 
@@ -41,19 +41,6 @@ def register(sub):
     p.set_defaults(func=run)
 
 
-def _cap(item: str) -> tuple[str, int]:
-    from ._common import UsageError
-
-    k, sep, v = item.partition("=")
-    try:
-        n = int(v)
-    except ValueError:
-        n = -1
-    if not sep or not k.strip() or n < 1:
-        raise UsageError(f"--cap {item!r} must look like METHOD=N with N >= 1")
-    return k.strip(), n
-
-
 def write_csv(rows: list[dict], fh) -> None:
     import csv
 
@@ -69,11 +56,14 @@ def run(args) -> int:
     import sys
 
     from .. import bench
+    from ..errors import SolverError
     from ..progress import progress as progress_bar
+    from ..validate import as_int, usage_error
     from ._common import (
         UsageError,
         check_output,
         dumps_json,
+        parse_value,
         require_extra,
         solver_output_to_stderr,
         table,
@@ -83,7 +73,16 @@ def run(args) -> int:
     if out == "-" and args.json:
         raise UsageError("--json and -o - both write to stdout: give one")
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else bench.DEFAULT_METHODS
-    caps = dict(_cap(item) for item in args.caps or [])
+    bench.check_sweep_args(methods, args.preset)
+    caps = {}
+    for item in args.caps or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k.strip():
+            raise usage_error(f"--cap {item!r} must look like METHOD=N")
+        try:
+            caps[k.strip()] = as_int(parse_value(v), f"--cap {k.strip()}", lo=1, exc=SolverError)
+        except SolverError:
+            raise usage_error(f"--cap {item!r}: N must be an integer >= 1") from None
     sizes, seeds = _ints(args.sizes, "sizes", 1), _ints(args.seeds, "seeds", 0)
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")

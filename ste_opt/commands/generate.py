@@ -11,6 +11,9 @@ def register(sub):
     p.add_argument("--bandwidth-hz", type=float, default=None, help="total bandwidth (default: preset rule)")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a preset option (repeatable), e.g. --set energy_max_j=0.5")
+    p.add_argument("--max-elements", type=int, default=None,
+                   help="refuse instances with more devices x patches (or subchannels) than this "
+                        "(default: STE_OPT_MAX_ELEMENTS or 5,000,000)")
     p.add_argument("--format", choices=["yaml", "json"], default=None,
                    help="format written by -o - (default yaml); a file takes its suffix")
     from ._common import add_output
@@ -37,7 +40,10 @@ def run(args) -> int:
             kw[k] = tuple(v)
     if args.bandwidth_hz is not None:
         kw["bandwidth_hz"] = args.bandwidth_hz
-    scen = make_scenario(args.preset, n_devices=args.devices, seed=args.seed, **kw)
+    from ..validate import limits
+
+    with limits(max_elements=args.max_elements):
+        scen = make_scenario(args.preset, n_devices=args.devices, seed=args.seed, **kw)
     if out == "-":
         data = scen.to_dict()
         if args.format == "json":

@@ -10,7 +10,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="split federated LoRA fine-tuning (SFLora / TSFLora / FedLoRA)",
         description="Run SplitFedTrainer from a config (bundled name or YAML path) with --set "
-                    "overrides; writes config.yaml, history.csv, clients.csv and checkpoint.pt "
+                    "overrides; writes config.yaml, history.csv, clients.csv and checkpoint.safetensors "
                     "to the run folder (default runs/<name>).")
     p.add_argument("--config", default="demo",
                    help="bundled config name (see --list), path to a YAML file, or - to read it "
@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     add_output(p, help="run folder (default: the config's output.dir, else runs/<name>)",
                aliases=("--run-dir",))
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="with --resume: continue even if the config changed (recorded in resumes.json)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     add_device_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from ..learning_hooks.trainer import SplitFedTrainer
 
     trainer = SplitFedTrainer(cfg, run_dir=out, progress=not (args.no_progress or args.quiet))
-    hist = trainer.fit(resume=args.resume)
+    hist = trainer.fit(resume=args.resume, force=args.force)
     if hist:
         last = hist[-1]
         print(f"{cfg['name']}: round {last['round']} test_acc={last['test_acc']:.4f} "

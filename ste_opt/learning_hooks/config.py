@@ -10,10 +10,8 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
-from ..errors import InvalidScenarioError
-from ..model.payload import valid_bit_width
+from ..errors import ConfigError
+from ..validate import load_yaml_text, parse_cli_value, read_text
 
 __all__ = ["DEFAULTS", "load_config", "merge", "apply_overrides", "list_configs", "validate_config",
            "default_checkpoint_path", "tokens_kept_for"]
@@ -68,20 +66,18 @@ def _read_yaml(name_or_path: str | Path) -> dict:
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         if not p.is_file():
-            raise InvalidScenarioError(f"config file {p} not found", field="config")
-        text = p.read_text()
+            raise ConfigError(f"config file {p} not found", key="config")
+        text = read_text(p, "config file", exc=ConfigError)
     else:
         res = resources.files("ste_opt") / "configs" / f"{name_or_path}.yaml"
         if not res.is_file():
-            raise InvalidScenarioError(f"unknown config {name_or_path!r}; bundled: {list_configs()}",
-                                       field="config")
+            raise ConfigError(f"unknown config {name_or_path!r}; bundled: {list_configs()}", key="config")
         text = res.read_text()
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise InvalidScenarioError(f"config {name_or_path}: invalid YAML ({exc})", field="config") from exc
+    data = load_yaml_text(text, f"config {name_or_path}", exc=ConfigError)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise InvalidScenarioError(f"config {name_or_path}: top level must be a mapping", field="config")
+        raise ConfigError(f"config {name_or_path}: top level must be a mapping", key="config")
     return data
 
 
@@ -90,73 +86,32 @@ def apply_overrides(cfg: Mapping, overrides: Sequence[str]) -> dict:
     out = copy.deepcopy(dict(cfg))
     for item in overrides or ():
         if "=" not in item:
-            raise InvalidScenarioError(f"--set {item!r}: expected key=value", field="set")
+            raise ConfigError(f"--set {item!r}: expected key=value", key="set")
         key, raw = item.split("=", 1)
         parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key", key="set")
         node = out
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
-                raise InvalidScenarioError(f"--set {key}: {p!r} is not a section", field=key)
+                raise ConfigError(f"--set {key}: {p!r} is not a section", key=key)
             node = node[p]
         if parts[-1] not in node:
-            raise InvalidScenarioError(f"--set {key}: unknown key", field=key)
-        node[parts[-1]] = yaml.safe_load(raw)
+            raise ConfigError(f"--set {key}: unknown key; known here: {', '.join(map(str, node))}", key=key)
+        node[parts[-1]] = parse_cli_value(raw, f"--set {key}", exc=ConfigError)
     return out
 
 
 def validate_config(cfg: Mapping) -> dict:
-    """Check unknown keys and a few ranges; returns the config."""
-    def walk(node, ref, path):
-        for k, v in node.items():
-            if k not in ref:
-                raise InvalidScenarioError(f"unknown config key {path}{k}", field=f"{path}{k}")
-            if isinstance(ref[k], dict) and isinstance(v, Mapping):
-                walk(v, ref[k], f"{path}{k}.")
-    walk(cfg, DEFAULTS, "")
+    """Check unknown keys, types and ranges (:mod:`.config_schema`), then the runtime keys
+    (:mod:`.runtime_config`); returns the coerced config.
+
+    Raises :class:`~ste_opt.errors.ConfigError` whose ``key`` is the dotted key (the runtime keys:
+    :class:`~ste_opt.errors.InvalidScenarioError` naming the key)."""
+    from .config_schema import check_config
     from .runtime_config import validate_runtime_keys
 
-    cfg = validate_runtime_keys(cfg)
-    if cfg["mode"] not in ("split", "fedlora"):
-        raise InvalidScenarioError("mode must be 'split' or 'fedlora'", field="mode")
-    c = cfg["compression"]
-    if c["tokens_kept"] is not None and c["keep_ratio"] is not None:
-        raise InvalidScenarioError("give compression.tokens_kept or keep_ratio, not both",
-                                   field="compression.tokens_kept")
-    if c["keep_ratio"] is not None and not 0 <= float(c["keep_ratio"]) <= 1:
-        raise InvalidScenarioError("compression.keep_ratio must be in [0, 1]", field="compression.keep_ratio")
-    for key in ("bits", "grad_bits"):
-        b = int(c[key])
-        if not valid_bit_width(b):
-            raise InvalidScenarioError(f"compression.{key}={b} must be 1..16 or 32", field=f"compression.{key}")
-    f = cfg["federation"]
-    if not 1 <= int(f["clients_per_round"]) <= int(f["num_clients"]):
-        raise InvalidScenarioError("federation.clients_per_round must be in [1, num_clients]",
-                                   field="federation.clients_per_round")
-    if f["partition"] not in ("dirichlet", "shard", "iid"):
-        raise InvalidScenarioError("federation.partition must be dirichlet, shard or iid",
-                                   field="federation.partition")
-    positive_ints = {"federation.num_clients": f["num_clients"], "federation.rounds": f["rounds"],
-                     "federation.local_epochs": f["local_epochs"],
-                     "federation.batch_size": f["batch_size"],
-                     "federation.shards_per_client": f["shards_per_client"],
-                     "lora.rank": cfg["lora"]["rank"], "model.depth": cfg["model"]["depth"],
-                     "eval.batch_size": cfg["eval"]["batch_size"]}
-    if f["local_steps"] is not None:
-        positive_ints["federation.local_steps"] = f["local_steps"]
-    for key, v in positive_ints.items():
-        if int(v) != v or int(v) < 1:
-            raise InvalidScenarioError(f"{key} must be a positive integer, got {v!r}", field=key)
-    positive = {"federation.alpha": f["alpha"], "optim.lr": cfg["optim"]["lr"]}
-    for key, v in positive.items():
-        if not float(v) > 0:
-            raise InvalidScenarioError(f"{key} must be > 0, got {v!r}", field=key)
-    if not 0 <= int(cfg["model"]["cut_layer"]) <= int(cfg["model"]["depth"]):
-        raise InvalidScenarioError("model.cut_layer must be in [0, model.depth]", field="model.cut_layer")
-    d = cfg["data"]
-    for key in ("source_fraction", "test_fraction"):
-        if not 0 <= float(d[key]) < 1:
-            raise InvalidScenarioError(f"data.{key} must be in [0, 1)", field=f"data.{key}")
-    return dict(cfg)
+    return validate_runtime_keys(check_config(cfg, DEFAULTS))
 
 
 def load_config(name_or_path: str | Path | Mapping | None = None, overrides: Sequence[str] = ()) -> dict:

@@ -61,10 +61,15 @@ def build_vit(arch: str = "vit_compact", num_classes: int = 10, checkpoint: str 
 
 
 def _read_state_dict(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(str(path))
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated, pickled code refused by weights_only, ...
+        msg = " ".join(str(exc).split())[:160]
+        raise InvalidScenarioError(f"model.checkpoint {path} is not a readable weights file: {msg}",
+                                   field="model.checkpoint") from None
     for key in ("state_dict", "model", "model_state_dict", "backbone"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

@@ -8,11 +8,16 @@ Round template (:meth:`SplitFedTrainer.run_round`)::
 
 Outputs in ``run_dir``: ``config.yaml`` (resolved), ``history.csv`` (one row per round, rewritten
 every round), ``clients.csv`` (one row per client per round, predicted next to measured bits),
-``checkpoint.pt`` (every round; :meth:`fit` with ``resume=True`` continues from it).
+``checkpoint.safetensors`` (every ``output.checkpoint_every`` rounds; tensors + JSON metadata,
+see :mod:`.checkpoint`; :meth:`fit` with ``resume=True`` continues from it and refuses a checkpoint
+of another config unless ``force=True``, which is recorded in ``resumes.json``). Every file of the
+run folder is written atomically (temporary file + ``os.replace``).
 """
 from __future__ import annotations
 
 import csv
+import io
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +29,9 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from ..errors import InvalidScenarioError
+from ..errors import ConfigError, InvalidScenarioError
+from ..validate import atomic_write_text, sanitize_name
+from . import checkpoint as ckpt_io
 from .backends.registry import get_backend
 from .client_roles import ClientRole, FedLoRAClientRole
 from .compress import fake_quantize, select_and_merge
@@ -98,6 +105,13 @@ class SplitFedTrainer:
         # FedLoRA trains the whole model on the device: both parts on the client's device
         self.server_runtime = self.client_runtime if fed_mode else runtime_from_config(cfg, "server")
         self.seed = int(cfg["seed"])
+        if run_dir is False:
+            self.run_dir = None
+        else:   # checked before any work: a file in the way is refused up front
+            rd = run_dir or cfg["output"]["dir"] or Path("runs") / sanitize_name(cfg["name"])
+            self.run_dir = Path(rd)
+            if self.run_dir.exists() and not self.run_dir.is_dir():
+                raise ConfigError(f"run folder {self.run_dir} is a file, not a folder", key="run_dir")
         self.mode = cfg["mode"]
         self.progress = progress
         self.aggregator = aggregator if aggregator is not None else FedAvg()
@@ -113,11 +127,7 @@ class SplitFedTrainer:
         self.schedule = schedule if schedule is not None else StaticSchedule(
             self.tokens_kept_default, int(cfg["compression"]["bits"]))
         self._build_clients(client_data_hook)
-        if run_dir is False:
-            self.run_dir = None
-        else:
-            rd = run_dir or cfg["output"]["dir"] or Path("runs") / str(cfg["name"])
-            self.run_dir = Path(rd)
+        self.resumes: list[dict] = []
         self.history: list[dict] = []
         self.client_rows: list[dict] = []
         self.round_idx = -1
@@ -354,53 +364,88 @@ class SplitFedTrainer:
     def _write_outputs(self) -> None:
         if self.run_dir is None:
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         for name, rows in (("history.csv", self.history), ("clients.csv", self.client_rows)):
             if not rows:
                 continue
             keys: list[str] = []
             for r in rows:
                 keys += [k for k in r if k not in keys]
-            with (self.run_dir / name).open("w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=keys)
-                w.writeheader()
-                w.writerows(rows)
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+            atomic_write_text(self.run_dir / name, buf.getvalue(), exc=ConfigError)
 
     def save_config(self) -> Path | None:
         if self.run_dir is None:
             return None
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        path = self.run_dir / "config.yaml"
-        path.write_text(yaml.safe_dump(self.config, sort_keys=False))
-        return path
+        return atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False),
+                                 exc=ConfigError)
+
+    def checkpoint_path(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / ckpt_io.CHECKPOINT_NAME
 
     def save_checkpoint(self, path: str | Path | None = None) -> Path:
-        path = Path(path) if path else self.run_dir / "checkpoint.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"round": self.round_idx, "client_global": self.client_global,
-                    "server_global": self.server_global, "history": self.history,
-                    "client_rows": self.client_rows, "config": self.config}, tmp)
-        tmp.replace(path)
-        return path
+        """Write ``checkpoint.safetensors`` (adapters as tensors, logs and config as JSON)."""
+        path = Path(path) if path else self.checkpoint_path()
+        if path is None:
+            raise ConfigError("no run folder to write the checkpoint to", key="run_dir")
+        return ckpt_io.save_checkpoint(path, round_idx=self.round_idx, client=self.client_global,
+                                       server=self.server_global, config=self.config,
+                                       history=self.history, client_rows=self.client_rows,
+                                       resumes=self.resumes)
 
-    def load_checkpoint(self, path: str | Path | None = None) -> int:
-        """Restore the global adapters and logs; returns the last completed round."""
-        path = Path(path) if path else self.run_dir / "checkpoint.pt"
+    def load_checkpoint(self, path: str | Path | None = None, force: bool = False) -> int:
+        """Restore the global adapters and logs; returns the last completed round.
+
+        The checkpoint is validated against this trainer (keys, shapes and dtypes of the adapters)
+        and its config hash compared with this trainer's config: another config raises
+        :class:`~ste_opt.errors.ConfigError` naming the keys that differ, unless ``force`` (then the
+        change is recorded in ``resumes.json`` and in later checkpoints)."""
+        path = Path(path) if path else self.checkpoint_path()
+        if path is None:
+            raise ConfigError("no run folder to resume from", key="resume")
         if not path.is_file():
-            raise InvalidScenarioError(f"no checkpoint at {path}", field="resume")
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        self.client_global, self.server_global = ck["client_global"], ck["server_global"]
-        self.history, self.client_rows = list(ck["history"]), list(ck["client_rows"])
-        self.round_idx = int(ck["round"])
+            legacy = path.with_name("checkpoint.pt")
+            extra = (f" ({legacy.name} from an older version is not loaded: pickled files can run "
+                     "code)") if legacy.is_file() else ""
+            raise ConfigError(f"--resume: no checkpoint at {path}{extra}; run without --resume to "
+                              "start a new run", key="resume")
+        ck = ckpt_io.load_checkpoint(path)
+        ckpt_io.validate_state(path, "client", ck.client, self.client_global)
+        ckpt_io.validate_state(path, "server", ck.server, self.server_global)
+        diff = ckpt_io.config_diff(ck.config, self.config)
+        if diff:
+            shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(diff.items())[:4])
+            more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
+            if not force:
+                raise ConfigError(f"checkpoint {path} was written with another config ({shown}{more}); "
+                                  "resume with the same config, or pass --force to continue anyway",
+                                  key=next(iter(diff)))
+        self.resumes = list(ck.meta.get("resumes", []))
+        if diff:
+            self.resumes.append({"after_round": ck.round, "forced": True,
+                                 "old_config_hash": ck.meta["config_hash"],
+                                 "new_config_hash": ckpt_io.config_hash(self.config),
+                                 "changed": {k: [a, b] for k, (a, b) in diff.items()},
+                                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            if self.run_dir is not None:
+                atomic_write_text(self.run_dir / "resumes.json",
+                                  json.dumps(ckpt_io.jsonable(self.resumes), indent=2, default=str),
+                                  exc=ConfigError)
+        self.client_global = {k: v.copy() for k, v in ck.client.items()}
+        self.server_global = {k: v.copy() for k, v in ck.server.items()}
+        self.history, self.client_rows = ck.history, ck.client_rows
+        self.round_idx = ck.round
         return self.round_idx
 
-    def fit(self, rounds: int | None = None, resume: bool = False) -> list[dict]:
+    def fit(self, rounds: int | None = None, resume: bool = False, force: bool = False) -> list[dict]:
         """Run rounds ``round_idx+1 .. rounds-1``; with ``resume`` start after the checkpoint's
-        round. Writes CSVs and a checkpoint every round. Returns the history."""
+        round (a missing checkpoint or another config is refused; ``force`` accepts another
+        config and records it). Writes CSVs and a checkpoint every round. Returns the history."""
         rounds = int(rounds if rounds is not None else self.config["federation"]["rounds"])
-        if resume and self.run_dir is not None and (self.run_dir / "checkpoint.pt").is_file():
-            self.load_checkpoint()
+        if resume:
+            self.load_checkpoint(force=force)
         self.save_config()
         todo = range(self.round_idx + 1, rounds)
         bar = None

@@ -315,14 +315,12 @@ class SFLAMProblem:
 
     def check(self, solution: Solution, tol: float = 1e-6) -> CheckReport:
         """Worst relative violation of each constraint by ``solution`` (0 when satisfied)."""
+        from .checks import bound_violation, require_arrays
+
         s = self.scenario
         v: dict[str, float] = {}
-        a = np.asarray(solution.assignment, dtype=float)
-        p = np.asarray(solution.power, dtype=float)
-        b = np.asarray(solution.bits, dtype=float)
-        shape_ok = a.shape == (self.N,) and p.shape == (self.N,) and b.shape == (self.N,)
-        if not shape_ok:
-            return CheckReport({"shapes": 1.0}, tol)
+        a, p, b = require_arrays(solution, ("assignment", "power", "bits"), self.N, "SFLAMProblem")
+        v["bound"] = bound_violation(solution, solution.objective, "min")
         ok_idx = np.all(a == np.round(a)) and np.all((a >= 0) & (a < self.K))
         v["assignment_valid"] = 0.0 if ok_idx else 1.0
         v["assignment_one_to_one"] = float(self.N - len(np.unique(a))) if ok_idx else 1.0
@@ -350,6 +348,7 @@ class SFLAMProblem:
             r = self.rounds(bi)
             obj = r * (self.alpha0 * ev["t_round"] + self.beta0 * float(np.sum(ev["energy"])))
             v["objective_consistent"] = abs(solution.objective - obj) / max(abs(obj), 1e-300)
+            v["bound"] = max(v["bound"], bound_violation(solution, obj, "min"))
         return CheckReport({k: max(float(x), 0.0) for k, x in v.items()}, tol)
 
     def __repr__(self) -> str:

@@ -263,10 +263,10 @@ class STEProblem:
 
     def check(self, solution: Solution, tol: float = 1e-6) -> CheckReport:
         """Worst relative violation of each constraint by ``solution`` (0 when satisfied)."""
+        from .checks import bound_violation, require_arrays
+
         s = self.scenario
-        k = np.asarray(solution.tokens, dtype=float)
-        w = np.asarray(solution.bandwidth, dtype=float)
-        p = np.asarray(solution.power, dtype=float)
+        k, w, p = require_arrays(solution, ("tokens", "bandwidth", "power"), self.n_total, "STEProblem")
         a = self.active
         v: dict[str, float] = {}
         ex = np.setdiff1d(np.arange(self.n_total), a)
@@ -293,6 +293,8 @@ class STEProblem:
                                                 / self.F[:, -1], initial=0.0))
         if solution.objective is not None and np.isfinite(solution.objective) and ev["objective"] > 0:
             v["objective_consistent"] = abs(solution.objective - ev["objective"]) / ev["objective"]
+        v["bound"] = max(bound_violation(solution, ev["objective"], "max"),
+                         bound_violation(solution, solution.objective, "max"))
         v = {key: max(val, 0.0) for key, val in v.items()}
         return CheckReport(v, tol)
 

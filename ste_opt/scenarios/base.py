@@ -23,8 +23,39 @@ class ScenarioBase:
     def _set(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
 
+    def _check_field_types(self) -> None:
+        """Types before values: numeric scalars are numbers (not strings, booleans or null) and
+        finite; array fields hold numbers only and are not ragged (:mod:`ste_opt.validate`)."""
+        from ..validate import as_float, as_float_array, as_int
+
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            d = f.default
+            if f.name in ("device_ids", "preset_name", "meta", "bit_set"):
+                if f.name == "bit_set":
+                    self._set(f.name, tuple(as_float_array(list(v) if isinstance(v, (list, tuple)) else v,
+                                                           "bit_set", ndim=1).tolist()))
+                elif f.name == "device_ids" and v is not None:
+                    as_float_array(v, "device_ids", ndim=1)
+                elif f.name == "meta" and not isinstance(v, dict):
+                    raise InvalidScenarioError(f"meta must be a mapping, got {v!r}", field="meta")
+                continue
+            if f.name == "seed":
+                if v is not None:
+                    self._set("seed", as_int(v, "seed", lo=0))
+                continue
+            if d is dataclasses.MISSING:   # per-device (or per device and subchannel) arrays
+                as_float_array(v, f.name)
+            elif isinstance(d, bool):
+                continue
+            elif isinstance(d, int):
+                self._set(f.name, as_int(v, f.name))
+            elif isinstance(d, float):
+                self._set(f.name, as_float(v, f.name))
+
     def _coerce_device_arrays(self) -> int:
         """Turn every per-device field into a 1-D float array; all must have one length."""
+        self._check_field_types()
         m = None
         first = self.DEVICE_FIELDS[0]
         for name in self.DEVICE_FIELDS:

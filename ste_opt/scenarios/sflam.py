@@ -303,16 +303,25 @@ def _sflam(n_devices: int = 10, seed: int | None = 0, **overrides) -> SFLAMScena
     uniformly (by area) in a 10–500 m cell, K = ``subchannels_per_device`` × N subchannels of
     B0 each, Rayleigh fading per device and subchannel. Any key of :data:`SFLAM_DEFAULTS` can be
     overridden."""
-    unknown = sorted(set(overrides) - set(SFLAM_DEFAULTS))
-    if unknown:
-        raise InvalidScenarioError(f"unknown preset option(s): {', '.join(unknown)}", field=unknown[0])
-    if int(n_devices) != n_devices or int(n_devices) < 1:
-        raise InvalidScenarioError(f"n_devices must be an integer >= 1, got {n_devices}", field="n_devices")
+    from ..validate import Opt, as_int, check_preset_options, check_size
+
+    pos = Opt("float", lo=0, lo_open=True)
+    ranges = {"population": Opt("int", lo=1), "subchannels_per_device": Opt("float", lo=1, hi=1000),
+              "subchannel_hz": pos, "p_max_w": pos, "p_min_w": pos, "server_power_w": pos,
+              "min_distance_m": pos, "cell_radius_m": pos, "flops_per_cycle": pos,
+              "kappa": Opt("float", lo=0), "server_flops_per_s": pos,
+              "memory_max_bytes": Opt("float", lo=0, lo_open=True, finite=False),
+              "deadline_s": Opt("float", lo=0, lo_open=True, finite=False),
+              "energy_max_j": Opt("float", lo=0, lo_open=True, finite=False),
+              "path_loss_exponent": Opt("float", lo=0, lo_open=True, hi=10)}
+    overrides = check_preset_options(SFLAM_DEFAULTS, overrides, ranges)
+    n = as_int(n_devices, "n_devices", lo=1)
+    seed = None if seed is None else as_int(seed, "seed", lo=0)
     c = {**SFLAM_DEFAULTS, **overrides}
-    if float(c["subchannels_per_device"]) < 1:
-        raise InvalidScenarioError("subchannels_per_device must be >= 1 (K >= N)",
-                                   field="subchannels_per_device")
-    n = int(n_devices)
+    check_size(float(n) * np.ceil(float(c["subchannels_per_device"]) * n),
+               f"sflam preset with {n} devices x {int(np.ceil(c['subchannels_per_device'] * n))} subchannels")
+    if not c["min_distance_m"] < c["cell_radius_m"]:
+        raise InvalidScenarioError("min_distance_m must be below cell_radius_m", field="min_distance_m")
     rng = np.random.default_rng(seed)
     pop = max(int(c["population"]), n)
     r0, r1 = c["min_distance_m"], c["cell_radius_m"]

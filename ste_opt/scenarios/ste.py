@@ -9,6 +9,7 @@ Presets are registered builders: ``Scenario.preset("st-sflora", n_devices=10, se
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -166,10 +167,24 @@ class Scenario(ScenarioBase):
         per = {name: getattr(self, name)[idx] for name in _DEVICE_FIELDS}
         return self.replace(retention=self.retention[idx], device_ids=self.device_ids[idx], **per)
 
-    def with_retention(self, profiles) -> Scenario:
-        """A copy with new retention profiles (M, N'); ``n_patches`` follows the profiles."""
-        p = np.asarray(profiles, dtype=float)
-        return self.replace(retention=p, n_patches=p.shape[1], k_min=min(self.k_min, p.shape[1]))
+    def with_retention(self, profiles, k_min: int | None = None) -> Scenario:
+        """A copy with new retention profiles (M, N'); ``n_patches`` follows the profiles.
+
+        ``k_min`` sets the new smallest K; without it K_min is kept, and lowered to N' only when
+        the profiles have fewer columns, which is logged and recorded in
+        ``meta["k_min_lowered"]`` (never silent)."""
+        from ..validate import as_float_array
+
+        p = as_float_array(profiles, "retention", ndim=2)
+        meta = dict(self.meta)
+        if k_min is None:
+            k_min = min(self.k_min, p.shape[1])
+            if k_min < self.k_min:
+                logging.getLogger(__name__).warning(
+                    "with_retention: profiles have %d tokens < k_min = %d: k_min lowered to %d",
+                    p.shape[1], self.k_min, k_min)
+                meta["k_min_lowered"] = {"from": int(self.k_min), "to": int(k_min)}
+        return self.replace(retention=p, n_patches=p.shape[1], k_min=k_min, meta=meta)
 
     @classmethod
     def preset(cls, name: str = "st-sflora", **kwargs):
@@ -208,19 +223,43 @@ STSFLORA_DEFAULTS = dict(
 )
 
 
+def _ranges():
+    from ..validate import Opt
+
+    pos = Opt("float", lo=0, lo_open=True)
+    return {"population": Opt("int", lo=1), "bandwidth_per_device_hz": pos, "p_max_w": pos,
+            "min_distance_m": pos, "cell_radius_m": pos, "energy_max_j": pos, "t_max_s": pos,
+            "batch": Opt("int", lo=1), "n_patches": Opt("int", lo=1), "dim": Opt("int", lo=1),
+            "bits": Opt("int", lo=1, hi=32), "extra_tokens": Opt("int", lo=0), "k_min": Opt("int", lo=1),
+            "client_flops": pos, "flops_per_cycle": pos, "kappa": Opt("float", lo=0),
+            "profile_family": Opt("choice", choices=semantics.FAMILIES), "profile_scale": pos,
+            "profile_spread": Opt("float", lo=0, hi=10), "profile_mass": Opt("float", lo=0, lo_open=True, hi=1),
+            "path_loss_exponent": Opt("float", lo=0, lo_open=True, hi=10)}
+
+
+#: Ranges of the preset options (others: the type of their default, see ste_opt.validate).
+STSFLORA_RANGES = _ranges()
+
+
 @register_preset("st-sflora")
 def _st_sflora(n_devices: int = 10, seed: int | None = 0, bandwidth_hz: float | None = None,
                **overrides) -> Scenario:
     """ST-SFLora's paper setting: ``n_devices`` active clients drawn from a population of
     ``max(100, n_devices)`` placed uniformly (by area) in a 5–500 m cell. See
     :data:`STSFLORA_DEFAULTS`; any of its keys can be overridden."""
-    unknown = sorted(set(overrides) - set(STSFLORA_DEFAULTS))
-    if unknown:
-        raise InvalidScenarioError(f"unknown preset option(s): {', '.join(unknown)}", field=unknown[0])
-    if int(n_devices) < 1:
-        raise InvalidScenarioError(f"n_devices must be >= 1, got {n_devices}", field="n_devices")
+    from ..validate import as_float, as_int, check_preset_options, check_size
+
+    overrides = check_preset_options(STSFLORA_DEFAULTS, overrides, STSFLORA_RANGES)
+    n = as_int(n_devices, "n_devices", lo=1)
+    seed = None if seed is None else as_int(seed, "seed", lo=0)
+    if bandwidth_hz is not None:
+        bandwidth_hz = as_float(bandwidth_hz, "bandwidth_hz", lo=0, lo_open=True)
     c = {**STSFLORA_DEFAULTS, **overrides}
-    n = int(n_devices)
+    check_size(float(n) * c["n_patches"], f"st-sflora preset with {n} devices x {c['n_patches']} patches")
+    if not c["min_distance_m"] < c["cell_radius_m"]:
+        raise InvalidScenarioError("min_distance_m must be below cell_radius_m", field="min_distance_m")
+    if c["k_min"] > c["n_patches"]:
+        raise InvalidScenarioError(f"k_min = {c['k_min']} exceeds n_patches = {c['n_patches']}", field="k_min")
     rng = np.random.default_rng(seed)
     pop = max(int(c["population"]), n)
     r0, r1 = c["min_distance_m"], c["cell_radius_m"]

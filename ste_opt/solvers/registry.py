@@ -5,10 +5,12 @@ import importlib
 import inspect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import SolverError
 from ..problems.result import Solution
+from ..validate import Opt, check_options, usage_error
+from .options import option_specs
 
 __all__ = ["register", "solve", "list_methods", "MethodInfo"]
 
@@ -21,6 +23,7 @@ class MethodInfo:
     summary: str
     bound: str           # "none", "bound" or "exact"
     options: tuple[str, ...]
+    specs: dict[str, Opt] = field(default_factory=dict)   # name -> declared type and range
 
 
 _REGISTRY: dict[tuple[str, str], MethodInfo] = {}
@@ -35,7 +38,8 @@ def register(kind: str, name: str, summary: str, bound: str = "none"):
     def deco(func):
         params = inspect.signature(func).parameters
         opts = tuple(p for p in list(params)[1:] if params[p].kind is not inspect.Parameter.VAR_KEYWORD)
-        _REGISTRY[(kind, name)] = MethodInfo(name, kind, func, summary, bound, opts)
+        _REGISTRY[(kind, name)] = MethodInfo(name, kind, func, summary, bound, opts,
+                                             option_specs(kind, name, func))
         return func
     return deco
 
@@ -72,7 +76,9 @@ def solve(problem, method: str | None = None, **options) -> Solution:
         A registered method name (``ste_opt.list_methods(problem)``); default ``"alternating"``
         for the STE problem and ``"bcd"`` for SFLAM.
     **options
-        Method options; an unknown option raises :class:`SolverError` naming it.
+        Method options, checked against the method's declared types and ranges
+        (:mod:`ste_opt.solvers.options`) before any work: an unknown option or a bad value raises
+        :class:`SolverError` naming it.
 
     Returns
     -------
@@ -86,11 +92,8 @@ def solve(problem, method: str | None = None, **options) -> Solution:
     info = _REGISTRY.get((problem.kind, method))
     if info is None:
         names = ", ".join(m.name for m in list_methods(problem))
-        raise SolverError(f"unknown method {method!r} for the {problem.kind} problem; available: {names}")
-    unknown = sorted(set(options) - set(info.options))
-    if unknown:
-        raise SolverError(f"method {method!r} has no option(s) {', '.join(unknown)}; "
-                          f"its options are: {', '.join(info.options) or '(none)'}")
+        raise usage_error(f"unknown method {method!r} for the {problem.kind} problem; available: {names}")
+    options = check_options(info.specs, options, f"method {method!r}", SolverError)
     t0 = time.perf_counter()
     sol = info.func(problem, **options)
     sol.time_s = time.perf_counter() - t0

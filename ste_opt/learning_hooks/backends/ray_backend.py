@@ -130,6 +130,9 @@ class RayBackend(RoundTemplate):
         (an exception) or ``"exit"`` (its worker process exits).
     ray_init_kwargs : dict, optional
         Extra ``ray.init`` arguments.
+    worker_resources, server_resources : dict, optional
+        Ray custom resources the client-worker actors / the server actor require (e.g.
+        ``{"site": 1}``), to place them on chosen nodes of a cluster.
     """
 
     name = "ray"
@@ -139,7 +142,9 @@ class RayBackend(RoundTemplate):
                  cpus_per_actor: float = 0.0, gpus_per_actor: float = 0.0,
                  torch_threads: int | None = 1,
                  inject_failures: Iterable[tuple[int, int, int, str]] = (),
-                 ray_init_kwargs: Mapping[str, Any] | None = None):
+                 ray_init_kwargs: Mapping[str, Any] | None = None,
+                 worker_resources: Mapping[str, float] | None = None,
+                 server_resources: Mapping[str, float] | None = None):
         if server_order not in ("deterministic", "arrival"):
             raise InvalidScenarioError("server_order must be 'deterministic' or 'arrival'",
                                        field="server_order")
@@ -161,6 +166,8 @@ class RayBackend(RoundTemplate):
         self.torch_threads = torch_threads
         self.inject_failures = failures
         self.ray_init_kwargs = dict(ray_init_kwargs or {})
+        self.worker_resources = dict(worker_resources or {})
+        self.server_resources = dict(server_resources or {})
         super().__init__()
         self._started_ray = False
         self._workers: list[Any] = []
@@ -181,15 +188,18 @@ class RayBackend(RoundTemplate):
 
         return ray
 
-    def _actor_opts(self) -> dict:
-        return {"num_cpus": self.cpus_per_actor, "num_gpus": self.gpus_per_actor, "max_restarts": 0,
+    def _actor_opts(self, resources: Mapping[str, float] | None = None) -> dict:
+        opts = {"num_cpus": self.cpus_per_actor, "num_gpus": self.gpus_per_actor, "max_restarts": 0,
                 "max_concurrency": 1}
+        if resources:
+            opts["resources"] = dict(resources)
+        return opts
 
     def _make_worker(self, w: int, clients: Mapping[int, Any]):
         ray = self._ray()
         mine = {c: clients[c] for c in sorted(clients) if self._owner[c] == w}
         blob = pickle.dumps(mine, protocol=5)  # shared client module stays shared inside the worker
-        cls = ray.remote(ClientWorker).options(**self._actor_opts())
+        cls = ray.remote(ClientWorker).options(**self._actor_opts(self.worker_resources))
         for c, role in mine.items():
             self._shipped_data[c] = id(role.data)
         return cls.remote(blob, self.torch_threads, self.inject_failures)
@@ -212,7 +222,7 @@ class RayBackend(RoundTemplate):
                     self._shipped_data[c] = id(role.data)
         if server is not None and id(server) != self._server_key:
             self._kill([self._server])
-            cls = ray.remote(ServerActor).options(**self._actor_opts())
+            cls = ray.remote(ServerActor).options(**self._actor_opts(self.server_resources))
             self._server = cls.remote(pickle.dumps(server, protocol=5), self.torch_threads)
             self._server_key = id(server)
         if server is not None:

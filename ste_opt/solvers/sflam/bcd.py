@@ -30,6 +30,8 @@ baselines (with their default options).
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ...errors import InfeasibleError, InvalidScenarioError, SolverError
@@ -38,6 +40,8 @@ from ..registry import register
 from .baselines import max_power_allocation, random_matching_allocation
 from .matching import hungarian_matching, start_matching, swap_matching
 from .power import bracket, power_step_exact, power_step_sca
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["bcd", "fixed_bits", "bcd_path", "run_fixed_bits"]
 
@@ -111,8 +115,21 @@ def _q(bits):
 
 
 # ---------------------------------------------------------------------- the BCD loop
+def _sca_or_exact(problem, asg, bits, p, tb, sca_options, fallbacks):
+    """The SCA power step; when the conic solver fails, the exact step instead (appended to
+    ``fallbacks``, reported as ``info["sca_fallbacks"]``)."""
+    try:
+        return power_step_sca(problem, asg, bits, p0=p, tb=tb, **(sca_options or {}))
+    except (SolverError, ArithmeticError, ValueError) as exc:
+        if fallbacks is not None:
+            fallbacks.append(" ".join(str(exc).split())[:200])
+        logger.info("SCA power step failed (%s); using the exact power step", exc)
+        return power_step_exact(problem, asg, bits, tb)
+
+
 def bcd_path(problem, asg, p, bits, *, bits_mode: str | None = None, matching: str = "both",
-             power_step: str = "exact", max_iter: int = 30, tol: float = 1e-9, sca_options=None):
+             power_step: str = "exact", max_iter: int = 30, tol: float = 1e-9, sca_options=None,
+             fallbacks: list | None = None):
     """Run the blocks from (asg, p, bits) until the relative decrease is below ``tol``.
 
     ``bits_mode``: None (bits fixed), ``"common"`` or ``"per_device"``. Returns
@@ -149,7 +166,7 @@ def bcd_path(problem, asg, p, bits, *, bits_mode: str | None = None, matching: s
                         asg, p, U = a2, p2, u2
         # 2. power
         if power_step == "sca":
-            p2 = power_step_sca(problem, asg, bits, p0=p, tb=tb, **(sca_options or {}))
+            p2 = _sca_or_exact(problem, asg, bits, p, tb, sca_options, fallbacks)
         else:
             p2 = power_step_exact(problem, asg, bits, tb)
         if p2 is not None:
@@ -185,13 +202,13 @@ def _start(problem, b):
 
 
 def run_fixed_bits(problem, b, matching="both", power_step="exact", max_iter=30, tol=1e-9,
-                   sca_options=None):
+                   sca_options=None, fallbacks=None):
     """The deterministic BCD with a common bit-width b fixed (shared by ``bcd`` and ``fixed_bits``)."""
     st = _start(problem, b)
     if st is None:
         return None
     return bcd_path(problem, *st, bits_mode=None, matching=matching, power_step=power_step,
-                    max_iter=max_iter, tol=tol, sca_options=sca_options)
+                    max_iter=max_iter, tol=tol, sca_options=sca_options, fallbacks=fallbacks)
 
 
 @register("sflam", "bcd", "block coordinate descent: Gale–Shapley + swap matching, SCA/exact power, "
@@ -218,7 +235,9 @@ def bcd(problem, matching: str = "both", power_step: str = "exact", max_iter: in
         raise SolverError(f"matching must be 'swap', 'hungarian' or 'both', got {matching!r}")
     if power_step not in ("exact", "sca"):
         raise SolverError(f"power_step must be 'exact' or 'sca', got {power_step!r}")
-    kw = dict(matching=matching, power_step=power_step, max_iter=max_iter, tol=tol, sca_options=sca_options)
+    fallbacks: list[str] = []
+    kw = dict(matching=matching, power_step=power_step, max_iter=max_iter, tol=tol, sca_options=sca_options,
+              fallbacks=fallbacks)
     cands = []   # (U, asg, p, bits, history, iterations, origin)
     for b in problem.common_bits:
         out = run_fixed_bits(problem, b, **kw)
@@ -254,7 +273,10 @@ def bcd(problem, matching: str = "both", power_step: str = "exact", max_iter: in
     history = list(hist) + list(h2[1:])
     return problem.make_solution(a, p, bits, status="feasible", history=history, iterations=iters + it2,
                                  info={"start": origin, "candidates": {c[6]: float(c[0]) for c in cands},
-                                       "matching": matching, "power_step": power_step})
+                                       "matching": matching, "power_step": power_step,
+                                       **({"sca_fallbacks": len(fallbacks),
+                                           "sca_fallback_reasons": fallbacks[:3]}
+                                          if power_step == "sca" else {})})
 
 
 @register("sflam", "fixed_bits", "baseline: a given common bit-width, matching and power by BCD")
