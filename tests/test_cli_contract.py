@@ -317,3 +317,15 @@ def test_solver_banner_stays_off_stdout_unless_verbose(scen_file):
                           timeout=300)
     assert loud.returncode == 0 and json.loads(loud.stdout)["solution"]["method"] == "milp"
     assert "HiGHS" in loud.stderr
+
+
+def test_stdin_has_the_file_limits(monkeypatch, capsys):
+    bomb = "a: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
+        f"{c}: &{c} [" + ",".join([f"*{p}"] * 10) + "]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(bomb))
+    assert main(["solve", "-"]) == 2
+    _one_error_line(capsys.readouterr().err, "solve")
+    monkeypatch.setenv("STE_OPT_MAX_FILE_BYTES", "100")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("kind: ste\n" + "# padding\n" * 50))
+    assert main(["solve", "-"]) == 2
+    assert "more than 100" in _one_error_line(capsys.readouterr().err, "solve")

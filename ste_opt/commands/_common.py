@@ -97,19 +97,19 @@ def check_output(path, *, suffixes: Iterable[str] | None = None, folder: bool = 
 
 
 def read_mapping(path, what: str = "input") -> dict:
-    """A YAML/JSON mapping from ``path`` or, for ``-``, from standard input (YAML ⊃ JSON)."""
+    """A YAML/JSON mapping from standard input (``-``; YAML ⊃ JSON), with the same limits as a
+    file (size, alias expansion: :mod:`ste_opt.validate`)."""
     from ..errors import InvalidScenarioError
+    from ..validate import get_limit, load_yaml_text
 
     if str(path) != STDIO:
         raise ValueError("read_mapping reads standard input only; files go through ste_opt.io")
-    import yaml
-
-    text = sys.stdin.read()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidScenarioError(f"standard input is not valid YAML or JSON: "
-                                   f"{' '.join(str(exc).split())}", field="path") from exc
+    limit = get_limit("max_file_bytes")
+    text = sys.stdin.read(limit + 1)
+    if len(text) > limit:
+        raise InvalidScenarioError(f"standard input: more than {limit:,} characters (set "
+                                   f"STE_OPT_MAX_FILE_BYTES to allow more)", field="path")
+    data = load_yaml_text(text, "standard input")
     if not isinstance(data, dict):
         raise InvalidScenarioError(f"standard input must hold a {what} mapping at top level",
                                    field="path")
