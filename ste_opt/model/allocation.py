@@ -112,8 +112,9 @@ class UplinkWindows:
         w = min_bandwidth_hz(s / ts, p_hat, self.gain[sl][col], self.noise_psd_w_hz)
         return np.where(pos, w, np.inf)
 
-    def least_bandwidth_slope(self, tau: float, W) -> np.ndarray:
-        """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) at τ of the table ``W = least_bandwidth_hz(.., τ)``.
+    def least_bandwidth_slope(self, tau: float, W, rows=None) -> np.ndarray:
+        """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) at τ of the table ``W = least_bandwidth_hz(.., τ)``
+        (of the devices ``rows``, when given).
 
         ``W_min(S, ·)`` is convex and non-increasing in τ, so ``W(τ') ≥ W(τ) + (τ − τ')|slope|`` for
         every ``τ' ≤ τ``: the tangent is a valid lower bound on any interval ending at τ. With the
@@ -121,12 +122,14 @@ class UplinkWindows:
         implicit differentiation of ``R(W, p) = S/t`` gives
         ``−W ln(1+y) / (t (ln(1+y) − y/(1+y)))``, ``y = p h/(N0 W)``.
         """
-        t_raw = tau - self.offset_s
-        growing = (t_raw > 0) & (t_raw <= self.cap_s)            # window still growing left of τ
-        t = np.where(t_raw > 0, np.minimum(t_raw, self.cap_s), 1.0)
-        energy = self.p_max_w > self.energy_j / t                # energy limit binds (p = E/t)
-        p_hat = np.minimum(self.p_max_w, self.energy_j / t)
-        a = (p_hat * self.gain / self.noise_psd_w_hz)[:, None]
+        sl = slice(None) if rows is None else rows
+        cap, e, pm = self.cap_s[sl], self.energy_j[sl], self.p_max_w[sl]
+        t_raw = tau - self.offset_s[sl]
+        growing = (t_raw > 0) & (t_raw <= cap)                   # window still growing left of τ
+        t = np.where(t_raw > 0, np.minimum(t_raw, cap), 1.0)
+        energy = pm > e / t                                      # energy limit binds (p = E/t)
+        p_hat = np.minimum(pm, e / t)
+        a = (p_hat * self.gain[sl] / self.noise_psd_w_hz)[:, None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = a / W
             den = np.where(y < 1e-4, y * y / 2 - 2 * y ** 3 / 3, np.log1p(y) - y / (1 + y))

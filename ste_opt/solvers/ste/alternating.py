@@ -26,7 +26,7 @@ from ...errors import SolverError
 from ...model import channel
 from ...model.allocation import hand_out_spare, least_feasible_tau
 from ..registry import register
-from .knapsack import knapsack_token_step
+from .mckp import knapsack_token_step
 
 __all__ = ["alternating", "run_alternating", "joint_resource_step", "cvxpy_resource_step"]
 
@@ -284,7 +284,7 @@ def alternating(problem, max_iter: int = 20, token_step: str = "closed_form",
         Paper's Eq. 41 (largest K under the current straggler time), or the best straggler time
         among all breakpoints, or ``"knapsack"``: every device's tokens re-chosen jointly by the
         multiple-choice knapsack at (and near) the current straggler time, with the exact resource
-        step (:func:`ste_opt.solvers.ste.knapsack.knapsack_token_step`). The per-device steps cannot
+        step (:func:`ste_opt.solvers.ste.mckp.knapsack_token_step`). The per-device steps cannot
         move bandwidth between devices and stall 1–10 % below the optimum on the paper preset;
         the knapsack step brings the certified gap to ~1e-4 (``benchmarks/ste_solvers.py``).
     resource_step : {"paper", "joint", "cvxpy"}

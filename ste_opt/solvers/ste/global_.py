@@ -1,17 +1,28 @@
-"""``global``: branch and bound on the straggler time τ with the knapsack bound (docs/certified.md).
+"""``global``: branch and bound on the straggler time τ with knapsack bounds (docs/certified.md).
 
 Any allocation with straggler time in ``[τa, τb]`` has tokens that fit at ``τb`` (W_min is
 non-increasing in τ), so its STE is at most ``F_LP(τb) / τa`` with ``F_LP`` the knapsack's LP
-relaxation (:func:`ste_opt.solvers.ste.knapsack.knapsack_at`, greedy and vectorized). The search
-starts from a geometric grid on ``[τ_lo, τ_max]`` (``τ_lo``: where the all-``k_lo`` allocation
-first fits; beyond ``τ_max`` no window grows, so the STE only falls), keeps the interval with the
-largest bound, splits it at its geometric midpoint and evaluates the knapsack there; the integer
-(Lagrangian + fill) solution at each evaluated τ is a feasible allocation with STE ≥ F_int(τ)/τ.
-It stops when the best bound is within ``tol`` (relative) of the incumbent. The incumbent's tokens
-are finally given the exact resource step (least straggler time, spare bandwidth handed out).
+relaxation; the tangent interval bound (W_min is also convex in τ) is much tighter. The search
+(:func:`ste_opt.solvers.ste.taubb.best_first`) starts from a geometric grid on
+``[τ_lo, τ_max]`` (``τ_lo``: where the all-``k_lo`` allocation first fits; beyond ``τ_max`` no
+window grows, so the STE only falls), keeps the interval with the largest bound, splits it at its
+geometric midpoint and evaluates the knapsack there; the integer (Lagrangian + fill) solution at
+each evaluated τ is a feasible allocation with STE ≥ F_int(τ)/τ. It stops when the best bound is
+within ``tol`` (relative) of the incumbent. The incumbent's tokens are finally given the exact
+resource step (least straggler time, spare bandwidth handed out).
+
+Splitting τ cannot remove the knapsack's LP–integer gap. When the interval with the largest bound
+is narrower than ``tol/4`` (relative), or when the LP–integer gap at its right end is what keeps it
+open, the **exact integer step** (:func:`ste_opt.solvers.ste.mckp.exact_integer_step`:
+reduced-cost fixing around the LP price, then a best-first branch and bound on the fractional
+device over the few devices left) bounds the integer optimum ``F*(τb)``, hence the interval by
+``F*(τb)/τa``, within ``tol/4``: every instance certifies. The per-τ work (W_min table, LP price,
+interval bound) is in :mod:`ste_opt.solvers.ste.mckp`: O(M·L) for the table and O(M log L) per
+price, chunked over devices, so time and memory grow linearly in M.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 
@@ -19,24 +30,21 @@ import numpy as np
 
 from ...errors import SolverError
 from ..registry import register
-from .knapsack import (
-    BOUND_SLACK,
-    certified_solution,
-    interval_bound,
-    knapsack_at,
-    levels_of,
-    wmin_slope_table,
-)
+from .knapsack import BOUND_SLACK, certified_solution
+from .mckp import Node, Static, exact_integer_step
 from .taubb import best_first, tau_grid, tau_range
 
 __all__ = ["global_bb", "tau_range"]
 
+log = logging.getLogger(__name__)
+
 
 @register("ste", "global",
-          "branch and bound on the straggler time with the greedy knapsack LP bound; certified gap <= tol",
-          bound="bound")
+          "branch and bound on the straggler time with knapsack Lagrangian bounds and an exact "
+          "integer step; certified gap <= tol", bound="bound")
 def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
-              n_init: int = 6, tangent: bool = True, cache_size: int = 4):
+              n_init: int = 6, tangent: bool = True, cache_size: int | None = None,
+              exact_step: bool = True):
     """Certified ε-optimal STE allocation.
 
     Parameters
@@ -44,57 +52,105 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     tol : float
         Relative gap ``(bound - STE) / bound`` at which the search stops (default 1e-4).
     max_nodes, time_limit : int, float
-        Stop early (status ``time_limit``) after this many knapsack evaluations or seconds; the
+        Stop early (status ``time_limit``) after this many τ evaluations or seconds; the
         returned bound and gap are still valid.
     n_init : int
         Points of the initial geometric grid on ``[τ_lo, τ_max]``.
     tangent : bool
-        Use the tangent interval bound (:func:`ste_opt.solvers.ste.knapsack.interval_bound`, much
-        tighter, far fewer nodes); ``False`` uses the plain ``F_LP(τb)/τa``.
-    cache_size : int
-        Knapsack evaluations kept in memory (each holds two (M, L) tables).
+        Use the tangent interval bound (much tighter, far fewer nodes); ``False`` uses the plain
+        ``F_LP(τb)/τa``.
+    cache_size : int, optional
+        τ points whose tables are kept (each about 20 bytes per device and level); default: as many
+        as fit in about 400 MB, at least 2 and at most 64.
+    exact_step : bool
+        Close the LP–integer gap with the exact integer knapsack (default); ``False`` keeps the
+        LP-only search, which can stall on small instances (status ``time_limit``).
     """
     if not tol > 0:
         raise SolverError(f"tol must be > 0, got {tol}")
     t_start = time.perf_counter()
-    levels = levels_of(problem)
+    st = Static(problem)
     lo, hi = tau_range(problem)
     best = dict(value=-np.inf, tokens=None, tau=None)
-
-    rows = np.arange(problem.M)
-    F_tab = problem.WF[:, levels]
-    F_tab = np.where(levels[None, :] >= problem.k_lo[:, None], F_tab, -np.inf)
+    rows = st.rows
+    if cache_size is None:
+        cache_size = int(min(64, max(2, 4e8 // (20.0 * st.M * st.L))))
     cache: OrderedDict = OrderedDict()
+    hint = [None, None]                  # previous LP price and columns (warm start)
+    stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0)
+    exact_ub: dict = {}     # τb -> (upper bound on the integer optimum F*(τb), complete, node budget)
+    lp_gap: dict = {}       # τ -> (LP value, LP − integer value) of the knapsack there (None: infeasible)
+
+    def offer(tokens, value_f, tau):
+        """A token vector that fits at τ with Σ WF = value_f: tighten its τ and keep the best."""
+        val = value_f / tau
+        if val <= best["value"]:
+            return
+        t_act, _, _ = problem.min_straggler_time(tokens, rel_tol=1e-9, tau_hi=tau)
+        if np.isfinite(t_act) and t_act <= tau:
+            val, tau = value_f / t_act, t_act
+        best.update(value=val, tokens=np.asarray(tokens).copy(), tau=tau)
 
     def point(tau):
-        """Knapsack at τ (cached): LP value, multiplier, W_min table and slopes; updates the incumbent."""
+        """Tables and LP at τ (cached); updates the incumbent."""
         if tau in cache:
             cache.move_to_end(tau)
             return cache[tau]
-        r = knapsack_at(problem, tau, levels)
-        if r.feasible and r.tokens is not None:
-            val = r.int_value / tau
-            if val > best["value"]:
-                # its exact straggler time is at most tau: tighten the incumbent
-                t_act, _, _ = problem.min_straggler_time(r.tokens, rel_tol=1e-9, tau_hi=tau)
-                if np.isfinite(t_act) and t_act <= tau:
-                    val = r.int_value / t_act
-                best.update(value=val, tokens=r.tokens.copy(), tau=min(tau, t_act))
-        D = wmin_slope_table(problem, tau, r.W) if r.feasible else None
-        cache[tau] = (r, D)
+        nd = Node(st, tau, slopes=tangent)
+        if nd.feasible:
+            nd.lp(hint[0], hint[1])
+            hint[:] = [nd.lam, nd.lp_cols]
+            offer(nd.tokens, nd.int_value, tau)
+        cache[tau] = nd
+        lp_gap[tau] = (nd.lp_value, nd.lp_value - nd.int_value) if nd.feasible else None
         while len(cache) > cache_size:
             cache.popitem(last=False)
-        return cache[tau]
+        return nd
+
+    def threshold():
+        return best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK)
 
     def ibound(a, b):
-        r, D = point(b)
-        if not r.feasible:
+        nd = point(b)
+        if not nd.feasible:
             return -np.inf
         if not tangent:
-            return r.lp_value / a
-        ub = interval_bound(F_tab, r.W, D, a, b, problem.W_tot, r.threshold,
-                            target=best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK))
-        return min(ub, r.lp_value / a)
+            return nd.lp_value / a
+        return min(nd.interval_bound(a, target=threshold(), rtol=min(1e-6, tol / 100)), nd.lp_value / a)
+
+    def gap_at(a, b, ub):
+        """Does the knapsack's LP–integer gap at b keep [a, b] open (the bound less that gap
+        would prune it)?"""
+        if b not in lp_gap:
+            point(b)
+        got = lp_gap[b]
+        if got is None:
+            return False
+        lp, g = got
+        return g > 0.25 * tol * abs(lp) and ub - g / a <= threshold()
+
+    def int_bound(b, a, budget):
+        """Upper bound on F*(b) from the exact integer step (target: what [a, b] needs)."""
+        got = exact_ub.get(b)
+        if got is not None and (got[1] or got[2] >= budget):
+            return got[0]
+        nd = point(b)
+        if not nd.feasible:
+            return -np.inf
+        # target lowered by the step's own tolerance: "nothing above the target" prunes [a, b]
+        res = exact_integer_step(nd, target=threshold() * a / (1 + tol / 4), rel_gap=tol / 4,
+                                 max_nodes=budget)
+        stats["exact_steps"] += 1
+        stats["exact_nodes"] += res.nodes
+        stats["exact_core_max"] = max(stats["exact_core_max"], res.core)
+        if not res.complete:
+            stats["exact_incomplete"] += 1
+        if res.value > nd.int_value and res.cols is not None:
+            offer(st.lev[res.cols], res.value, b)
+        log.debug("global: exact step at %.9g: core %d devices, %d nodes, bound %.9g", b, res.core,
+                  res.nodes, res.bound)
+        exact_ub[b] = (min(res.bound, got[0]) if got else res.bound, res.complete, budget)
+        return exact_ub[b][0]
 
     # seed: all k_lo at τ_lo (fits by construction)
     k0 = problem.k_lo.copy()
@@ -105,13 +161,26 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     for a, b in zip(grid[:-1], grid[1:]):
         u = ibound(a, b)
         if np.isfinite(u):
-            heap.append((-u, a, b, 0.0))
+            heap.append((-u, a, b, False))
+
+    def refine(item):
+        negu, a, b, done = item
+        if not exact_step or done:
+            return None
+        narrow = b <= a * (1 + tol / 4)
+        if narrow or gap_at(a, b, -negu):
+            # the LP–integer gap at b matters: bound by the integer optimum at b
+            u = min(-negu, int_bound(b, a, 20_000 if narrow else 2_000) / a)
+            return (-u, a, b, True)
+        return None
 
     def split(a, m, b, ub, _):
         for lo_, hi_ in ((a, m), (m, b)):
             u = min(ibound(lo_, hi_), ub)      # a child's bound never exceeds its parent's
+            if hi_ in exact_ub:
+                u = min(u, exact_ub[hi_][0] / lo_)
             if np.isfinite(u):
-                yield (-u, lo_, hi_, 0.0)
+                yield (-u, lo_, hi_, False)
 
     def stop(splits):
         if len(grid) + splits >= max_nodes or time.perf_counter() - t_start > time_limit:
@@ -119,8 +188,10 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         return None
 
     status, bound, splits = best_first(heap, incumbent=lambda: best["value"], tol=tol, split=split,
-                                       stop=stop, unsplittable="prune")
+                                       stop=stop, unsplittable="prune", refine=refine)
     nodes = len(grid) + splits
+    log.debug("global: %d nodes, %d exact steps, bound %.9g, incumbent %.9g", nodes,
+              stats["exact_steps"], bound, best["value"])
     return certified_solution(problem, best["tokens"], bound, method="global", status=status,
                               tol=tol, iterations=nodes,
-                              info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol})
+                              info={"nodes": nodes, "tau_range_s": (lo, hi), "tol": tol, **stats})

@@ -26,7 +26,7 @@ from ...errors import SolverError
 from ...model.allocation import hand_out_spare
 
 __all__ = ["wmin_table", "wmin_slope_table", "interval_bound", "KnapsackResult",
-           "knapsack_at", "levels_of", "polish", "knapsack_token_step", "BOUND_SLACK"]
+           "knapsack_at", "levels_of", "polish", "BOUND_SLACK"]
 
 #: relative inflation applied to every certified bound, covering floating-point rounding
 BOUND_SLACK = 1e-9
@@ -268,35 +268,4 @@ def interval_bound(F, Wb, Db, a: float, b: float, W_tot: float, lam0: float, ite
             break
         if hi - lo <= lam_rtol * hi:
             break
-    return best
-
-
-def knapsack_token_step(problem, tau: float, scales=(0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1)):
-    """Token step of ``alternating(token_step="knapsack")``: re-choose every device's tokens jointly.
-
-    For straggler times ``τ · s`` (s in ``scales``) solve the knapsack at that τ (Lagrangian + fill
-    solution), give each token vector the exact resource step, and return the best
-    ``(tokens, bandwidth, power, ste)``; None if nothing fits. Unlike the per-device closed form it
-    moves bandwidth between devices, which is what the block-coordinate steps cannot do.
-    """
-    lev = levels_of(problem)
-    rows = np.arange(problem.M)
-    best = None
-    seen = set()
-    for s in scales:
-        t = float(min(tau * s, problem.tau_max))
-        r = knapsack_at(problem, t, lev)
-        if not r.feasible or r.tokens is None:
-            continue
-        key = r.tokens.tobytes()
-        if key in seen:
-            continue
-        seen.add(key)
-        out = polish(problem, r.tokens)
-        if out is None:
-            continue
-        w, p, t_act = out
-        ste = float(np.sum(problem.WF[rows, r.tokens])) / t_act
-        if best is None or ste > best[3]:
-            best = (r.tokens.copy(), w, p, ste)
     return best

@@ -17,6 +17,7 @@ the time runs out.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -29,6 +30,23 @@ from .taubb import best_first, tau_grid, tau_range
 __all__ = ["milp", "level_items", "solve_level_milp"]
 
 _SCALE = 1e6     # bandwidth in MHz inside the MILP
+#: HiGHS's log and the τ-grid progress go to this logger: DEBUG by default (quiet: Python's default
+#: level is WARNING), INFO with ``verbose=True``; the CLI's -v turns it on.
+log = logging.getLogger(__name__)
+
+
+def _highs_log_sink(verbose: bool):
+    """A callback forwarding HiGHS log lines to :data:`log`, or None when nobody listens."""
+    level = logging.INFO if verbose else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return None
+
+    def sink(event):
+        msg = getattr(event, "message", "")
+        msg = msg.rstrip("\n") if isinstance(msg, str) else str(msg)
+        if msg.strip():
+            log.log(level, "HiGHS: %s", msg)
+    return sink
 
 
 def level_items(problem, tau: float, level_step: int = 1):
@@ -61,7 +79,7 @@ def level_items(problem, tau: float, level_step: int = 1):
     return dev, levc[dev, col], W[dev, col], v_model[dev, col], v_true[dev, col]
 
 
-def _solve_pyomo(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve):
+def _solve_pyomo(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve, verbose=False):
     import pyomo.environ as pyo
     from pyomo.contrib.appsi.solvers import Highs
 
@@ -82,6 +100,11 @@ def _solve_pyomo(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve):
     opt.config.time_limit = max(float(time_limit), 0.01)
     opt.config.mip_gap = float(mip_gap)
     opt.config.stream_solver = False
+    sink = _highs_log_sink(verbose)
+    if sink is not None:
+        # appsi streams the solver's output to stdout only, not through logging
+        log.log(logging.INFO if verbose else logging.DEBUG,
+                "milp: pyomo backend, HiGHS log not captured (use backend='highspy' for it)")
     opt.config.load_solution = False
     opt.highs_options = {"presolve": "on" if presolve else "off"}
     res = opt.solve(m)
@@ -93,12 +116,16 @@ def _solve_pyomo(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve):
     return x, float(ub)
 
 
-def _solve_highspy(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve):
+def _solve_highspy(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve, verbose=False):
     import highspy
 
     n = len(dev)
     h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    sink = _highs_log_sink(verbose)
+    h.setOptionValue("output_flag", sink is not None)
+    if sink is not None:
+        h.setOptionValue("log_to_console", False)
+        h.cbLogging.subscribe(sink)
     h.setOptionValue("time_limit", max(float(time_limit), 0.01))
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     h.setOptionValue("presolve", "on" if presolve else "off")
@@ -134,7 +161,7 @@ def _solve_highspy(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve):
 
 
 def solve_level_milp(problem, tau, level_step=1, backend="pyomo", time_limit=60.0, mip_gap=1e-4,
-                     presolve=False):
+                     presolve=False, verbose=False):
     """Solve the level MILP at τ. Returns ``(tokens or None, dual bound on Σ WF, Σ WF of tokens)``;
     the bound is ``-inf`` when τ is infeasible."""
     items = level_items(problem, tau, level_step)
@@ -142,7 +169,7 @@ def solve_level_milp(problem, tau, level_step=1, backend="pyomo", time_limit=60.
         return None, -np.inf, -np.inf
     dev, lev, cost, v_model, v_true = items
     fn = {"pyomo": _solve_pyomo, "highspy": _solve_highspy}[backend]
-    x, ub = fn(problem.M, dev, cost, v_model, problem.W_tot, time_limit, mip_gap, presolve)
+    x, ub = fn(problem.M, dev, cost, v_model, problem.W_tot, time_limit, mip_gap, presolve, verbose)
     if x is None:
         return None, ub, -np.inf
     pick = x > 0.5
@@ -158,7 +185,8 @@ def solve_level_milp(problem, tau, level_step=1, backend="pyomo", time_limit=60.
           "MILP over token levels on a grid of straggler times (Pyomo + HiGHS, or highspy); "
           "interval bounds give a certified gap", bound="bound")
 def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 8,
-         backend: str = "pyomo", level_step: int = 1, refine: bool = True, presolve: bool = False):
+         backend: str = "pyomo", level_step: int = 1, refine: bool = True, presolve: bool = False,
+         verbose: bool = False):
     """Certified STE allocation from level MILPs on a τ grid.
 
     Parameters
@@ -178,6 +206,14 @@ def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 
     presolve : bool
         HiGHS presolve (off by default: on these one-row knapsacks it costs more than it saves,
         about 2.5x in total time at M = 100).
+    verbose : bool
+        Progress (one line per MILP: τ, its bound, the incumbent, the overall gap) and, with the
+        highspy backend, HiGHS's own log, on the logger ``ste_opt.solvers.ste.milp`` at INFO
+        (default: DEBUG, i.e. quiet unless logging is configured for it).
+
+    Status: ``"optimal"`` only when the certified gap is at most ``mip_gap``; ``"time_limit"`` when
+    the time ran out first, ``"feasible"`` otherwise (``refine=False``, or a τ interval at
+    floating-point width); the bound and gap are valid in every case.
     """
     if backend not in ("pyomo", "highspy"):
         raise SolverError(f"backend must be 'pyomo' or 'highspy', got {backend!r}")
@@ -194,11 +230,16 @@ def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 
     best = dict(value=-np.inf, tokens=problem.k_lo.copy())
     sub_gap = mip_gap / 4
 
+    level = logging.INFO if verbose else logging.DEBUG
+
     def run(tau):
         left = time_limit - (time.perf_counter() - t0)
-        k, ub, val = solve_level_milp(problem, tau, level_step, backend, max(left, 0.05), sub_gap, presolve)
+        k, ub, val = solve_level_milp(problem, tau, level_step, backend, max(left, 0.05), sub_gap, presolve,
+                                      verbose)
         if k is not None and val / tau > best["value"]:
             best.update(value=val / tau, tokens=k)
+        log.log(level, "milp: tau=%.6g s  MILP bound %.6g  incumbent STE %.6g  (%.1f s)", tau, ub,
+                best["value"], time.perf_counter() - t0)
         return ub
 
     grid = tau_grid(lo, hi, n_tau)
@@ -207,6 +248,7 @@ def milp(problem, time_limit: float = 60.0, mip_gap: float = 1e-2, n_tau: int = 
 
     def split(a, mid, b, _, ub_b):
         ub_m = run(mid)
+        log.log(level, "milp: split [%.6g, %.6g] at %.6g, incumbent STE %.6g", a, b, mid, best["value"])
         if np.isfinite(ub_m):
             yield (-ub_m / a, a, mid, ub_m)
         yield (-ub_b / mid, mid, b, ub_b)

@@ -40,7 +40,8 @@ def tau_grid(lo: float, hi: float, n: int) -> np.ndarray:
 
 
 def best_first(heap: list, *, incumbent: Callable[[], float], tol: float,
-               split: Callable, stop: Callable[[int], str | None], unsplittable: str = "prune"):
+               split: Callable, stop: Callable[[int], str | None], unsplittable: str = "prune",
+               refine: Callable | None = None):
     """Best-first refinement of τ intervals.
 
     ``heap`` holds ``(-bound, a, b, data)`` (a min-heap on ``-bound``). Each step stops when the
@@ -49,6 +50,9 @@ def best_first(heap: list, *, incumbent: Callable[[], float], tol: float,
     ``m = sqrt(a b)`` and pushes ``split(a, m, b, bound, data)`` (an iterable of heap items).
     An interval at floating-point resolution (no ``a < m < b``) is closed with its bound kept
     (``unsplittable="prune"``) or ends the search with status ``"feasible"`` (``"stop"``).
+    ``refine(item)``, when given, is asked first about each popped interval: it may return a
+    replacement item (same interval, a tighter bound: pushed back, not counted as a split) or
+    None (the interval is split).
 
     Returns ``(status, bound, splits)``: ``"optimal"`` unless stopped, the largest bound of the
     open and closed intervals, and the number of splits.
@@ -66,6 +70,11 @@ def best_first(heap: list, *, incumbent: Callable[[], float], tol: float,
             status = st
             break
         item = heapq.heappop(heap)
+        if refine is not None:
+            again = refine(item)
+            if again is not None:
+                heapq.heappush(heap, again)
+                continue
         negu, a, b, data = item
         m = float(np.sqrt(a * b))
         if not (a < m < b):                     # interval at floating-point resolution

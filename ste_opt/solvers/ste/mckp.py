@@ -1,0 +1,743 @@
+"""The multiple-choice knapsack at a fixed straggler time, in time and memory linear in M.
+
+At straggler time τ the STE problem's numerator is the multiple-choice knapsack (docs/MODEL.md §3)
+
+    F*(τ) = max Σ_m F_m(K_m)   s.t.   Σ_m C_m(K_m) ≤ W_tot,   C_m(K) = W_min_m(K, τ).
+
+F_m is concave and C_m convex in K, so each device's increment ratios ``ΔF/ΔC`` are
+non-increasing and, for a price λ, the maximizer of ``F_m − λ C_m`` is the first level whose
+next increment has ratio ≤ λ: a binary search per device (O(M log L) per λ), no sort of all
+M·L increments. This module provides
+
+- :class:`Node`: the W_min table at τ and its left τ-slope, computed in row chunks (one (M, L)
+  float64 table each; nothing else of that size is kept for large M);
+- :meth:`Node.lp`: the LP bound ``Φ(λ*)`` (the Lagrangian at its minimizing price, which equals the
+  LP relaxation), the Lagrangian integer solution and a greedy fill;
+- :meth:`Node.interval_bound`: the tangent interval bound of ``global`` (see
+  :func:`ste_opt.solvers.ste.knapsack.interval_bound`) by the same per-device search;
+- :func:`exact_integer_step`: the **exact** integer knapsack at τ: reduced-cost fixing around the
+  Lagrangian price leaves a small core of (device, level) options that can still beat a target,
+  and a best-first branch and bound on the fractional device over the core finds the integer
+  optimum (within a relative gap) or proves that nothing beats the target. This is what closes
+  the LP–integer gap that splitting τ cannot.
+
+Validity: every bound returned is ``Φ(λ)`` for some λ ≥ 0 (a Lagrangian bound, valid for any λ),
+evaluated with the true row maxima: the per-device search gives the row maximum when the ratios
+are non-increasing, which is checked on every table; rows that are not (rounding) are evaluated by
+a full argmax. Costs and slopes are the problem's own (:class:`ste_opt.model.allocation.UplinkWindows`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .knapsack import levels_of, polish
+
+__all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_token_step"]
+
+CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
+_MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
+_SMALL = 300_000       # tables up to this size: choose by counting (no per-device search)
+_FINAL = 2_000         # LP: bisect on λ until this many increments are left, then sort them
+
+
+class Static:
+    """Per-problem data shared by every τ: the level grid, each device's first column, the value
+    table (a view of ``problem.WF``) and the per-device quantities of W_min."""
+
+    def __init__(self, problem):
+        self.problem = problem
+        self.lev = levels_of(problem)
+        assert np.all(np.diff(self.lev) == 1) and self.lev[-1] == problem.N
+        self.k0 = int(self.lev[0])
+        self.L = len(self.lev)
+        self.M = problem.M
+        self.F = problem.WF[:, self.k0:]                 # (M, L) view; F[m, j] = WF_m(lev[j])
+        self.base = (problem.k_lo - self.k0).astype(np.intp)
+        self.rows = np.arange(self.M)
+        self.bits_lev = problem.payload_bits(self.lev)[None, :]      # (1, L)
+        self.rows_per_chunk = max(1, CHUNK // self.L)
+        self.W_tot = float(problem.W_tot)
+        self.WF_flat = problem.WF.reshape(-1)
+        self.WF_off = self.rows * problem.WF.shape[1] + self.k0
+        self.table_free = self.M * (self.L - 1) > _SMALL
+        # rows whose values are not concave in K (rounding aside): searched by full argmax
+        bad = np.zeros(self.M, dtype=bool)
+        if self.table_free:
+            for r0, r1 in self.chunks():
+                dF = np.diff(self.F[r0:r1], axis=1)
+                bad[r0:r1] = np.any(np.diff(dF, axis=1) > 1e-12 * (np.abs(dF[:, :-1]) + 1e-300), axis=1)
+        self.bad_F = bad
+
+    def chunks(self):
+        r = self.rows_per_chunk
+        for r0 in range(0, self.M, r):
+            yield r0, min(r0 + r, self.M)
+
+
+class Node:
+    """Tables at one straggler time τ: ``W`` (M, L) least bandwidths (``W[m, j] = W[m, base_m]``
+    below a device's first level; ``inf`` where impossible) and ``G`` (M, L) = |∂W/∂τ| from the
+    left (for the tangent interval bound)."""
+
+    def __init__(self, st: Static, tau: float, slopes: bool = True):
+        pb = st.problem
+        self.st = st
+        self.tau = float(tau)
+        M, L = st.M, st.L
+        up = pb.uplink
+        self.W = np.empty((M, L))
+        # |slope| in float32, rounded towards zero: the tangent costs W + d G stay below W_min
+        self.G = np.empty((M, L), dtype=np.float32) if slopes else None
+        ar = np.arange(L)[None, :]
+        jj = np.arange(L - 1)[None, :]
+        Rb = np.empty((M, L - 1)) if st.table_free else None
+        # the table-free per-device search needs W (and G, for the tangent costs W + d G, d ≥ 0)
+        # convex in K; rows where rounding breaks that are flagged (and searched by full argmax)
+        check = st.table_free
+        bad_b = st.bad_F.copy()
+        bad_g = np.zeros(M, dtype=bool)
+
+        def nonconvex(X):
+            with np.errstate(invalid="ignore"):
+                d2 = X[:, 2:] - X[:, 1:-1]
+                d2 -= X[:, 1:-1]
+                d2 += X[:, :-2]
+                return np.any(d2 < -1e-9 * X[:, 1:-1], axis=1)
+
+        for r0, r1 in st.chunks():
+            sl = slice(r0, r1)
+            w = up.least_bandwidth_hz(st.bits_lev, self.tau, rows=sl)
+            bcol = st.base[sl]
+            low = bcol > 0
+            if low.any():                     # below a device's first level: its first level's cost
+                lowm = ar < bcol[:, None]
+                w = np.where(lowm, w[np.arange(r1 - r0), bcol][:, None], w)
+            self.W[sl] = w
+            if check:
+                bad_b[sl] |= nonconvex(w)
+                # the increment ratios at τ (the b end), while the chunk is in cache
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    r = np.diff(st.F[sl], axis=1) / np.diff(w, axis=1)
+                if not np.isfinite(w[:, -1]).all():      # (W increases in K: the last level is the largest)
+                    r[np.isnan(r) | ~np.isfinite(w[:, 1:])] = -1.0
+                if low.any():
+                    r[jj < bcol[:, None]] = np.inf
+                Rb[sl] = r
+            if slopes:
+                g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
+                if low.any():
+                    g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
+                self.G[sl] = g * (1 - 2.5e-7)
+                if check:
+                    bad_g[sl] = nonconvex(g)
+        self.feasible = bool(np.all(np.isfinite(self.W[st.rows, st.base]))) and \
+            float(np.sum(self.W[st.rows, st.base])) <= st.W_tot
+        self._R = {}
+        self._last = {}
+        if check:
+            self._bad = {None: np.flatnonzero(bad_b) if bad_b.any() else None,
+                         "a": np.flatnonzero(bad_b | bad_g) if (bad_b | bad_g).any() else None}
+            self._R[None] = (Rb, self._bad[None])
+        self.Wf = self.W.reshape(-1)
+        self.Gf = self.G.reshape(-1) if self.G is not None else None
+        self.lam = None
+        self.lp_value = -np.inf
+        self.tokens = None
+        self.int_value = -np.inf
+
+    # ------------------------------------------------------------------ ratio tables
+    def costs_at(self, a: float | None):
+        """Cost table at the left end a (tangent at τ), or at τ itself (``a`` None)."""
+        if a is None or a >= self.tau:
+            return self.W
+        return self.W + (self.tau - a) * self.G
+
+    def cost_cols(self, cols, a: float | None):
+        st = self.st
+        w = self.W[st.rows, cols]
+        if a is None or a >= self.tau:
+            return w
+        return w + (self.tau - a) * self.G[st.rows, cols]
+
+    def ratios(self, a: float | None = None):
+        """``(R, bad)``: running-minimum increment ratios (M, L-1) of the costs at ``a`` and the
+        rows whose exact ratios are not non-increasing (``None`` when there are none)."""
+        key = None if a is None or a >= self.tau else float(a)
+        got = self._R.get(key)
+        if got is not None:
+            return got
+        st = self.st
+        if st.table_free:                  # (the b-end table is built with W)
+            return None, self._bad["a"]
+        M, L = st.M, st.L
+        R = np.empty((M, L - 1))
+        bad = np.zeros(M, dtype=bool)
+        d = 0.0 if key is None else self.tau - key
+        jj = np.arange(L - 1)[None, :]
+        for r0, r1 in st.chunks():
+            C = self.W[r0:r1] if key is None else self.W[r0:r1] + d * self.G[r0:r1]
+            F = st.F[r0:r1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                r = np.diff(F, axis=1) / np.diff(C, axis=1)
+            r[np.isnan(r) | ~np.isfinite(C[:, 1:])] = -1.0       # next level impossible
+            r[jj < st.base[r0:r1, None]] = np.inf                # below the first level: forced
+            rm = np.minimum.accumulate(r, axis=1)
+            with np.errstate(invalid="ignore"):
+                bad[r0:r1] = np.any(r - rm > _MONO_RTOL * np.abs(rm), axis=1)
+            R[r0:r1] = rm
+        out = (R, np.flatnonzero(bad) if bad.any() else None)
+        self._R[key] = out
+        self._last.pop(key, None)
+        return out
+
+    def drop_ratios(self):
+        self._R = {k: v for k, v in self._R.items() if k is None and self.st.table_free}
+        self._last = {}
+
+    # ------------------------------------------------------------------ Lagrangian evaluation
+    def choose(self, R, lam: float, start=None, key=None):
+        """Per device: the first column whose next increment has ratio ≤ λ (rows of R are
+        non-increasing): a count for small tables, else a short walk from ``start`` finished by a
+        binary search on the devices still moving."""
+        st = self.st
+        if R is None:
+            return self._choose_free(lam, start, key)
+        M, n = R.shape
+        if M * n <= _SMALL:
+            return np.maximum(np.count_nonzero(R > lam, axis=1), st.base)
+        flat = R.ravel()
+        off = st.rows * n
+        if start is None:
+            return self._bsearch(flat, off, n, lam, st.rows, st.base.copy(), np.full(M, n, dtype=np.intp))
+        cols = start.copy()
+        # rightwards: R[cols] > λ
+        idx = np.flatnonzero(flat[off + np.minimum(cols, n - 1)] > lam)
+        idx = idx[cols[idx] < n]
+        for _ in range(2):
+            if not idx.size:
+                break
+            cols[idx] += 1
+            idx = idx[cols[idx] < n]
+            idx = idx[flat[off[idx] + cols[idx]] > lam]
+        if idx.size:
+            cols[idx] = self._bsearch(flat, off[idx], n, lam, idx, cols[idx] + 1,
+                                      np.full(idx.size, n, dtype=np.intp))
+        # leftwards: R[cols - 1] <= λ
+        idx = np.flatnonzero(cols > st.base)
+        idx = idx[flat[off[idx] + cols[idx] - 1] <= lam]
+        for _ in range(2):
+            if not idx.size:
+                break
+            cols[idx] -= 1
+            idx = idx[cols[idx] > st.base[idx]]
+            idx = idx[flat[off[idx] + cols[idx] - 1] <= lam]
+        if idx.size:
+            cols[idx] = self._bsearch(flat, off[idx], n, lam, idx, st.base[idx].copy(), cols[idx] - 1)
+        return cols
+
+    def _ratio(self, idx, j, d):
+        """Increment ratio j -> j+1 (j ≤ L-2) of rows ``idx`` at costs W + d G, with the table
+        conventions (+inf below the first level, -1 when the next level is impossible)."""
+        st = self.st
+        L = st.L
+        o = idx * L + j
+        w0 = self.Wf[o]
+        w1 = self.Wf[o + 1]
+        if d:
+            w0 = w0 + d * self.Gf[o]
+            w1 = w1 + d * self.Gf[o + 1]
+        fo = st.WF_off[idx] + j
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (st.WF_flat[fo + 1] - st.WF_flat[fo]) / (w1 - w0)
+        r[~np.isfinite(w1) | np.isnan(r)] = -1.0
+        r[j < st.base[idx]] = np.inf
+        return r
+
+    def _choose_free(self, lam, start, key):
+        st = self.st
+        n = st.L - 1
+        d = 0.0 if key is None else self.tau - key
+        rows = st.rows
+        if start is None:
+            return self._bsearch_free(lam, d, rows, st.base.copy(), np.full(st.M, n, dtype=np.intp))
+        cols = start.copy()
+        idx = np.flatnonzero(cols < n)
+        idx = idx[self._ratio(idx, cols[idx], d) > lam]
+        for _ in range(2):
+            if not idx.size:
+                break
+            cols[idx] += 1
+            idx = idx[cols[idx] < n]
+            idx = idx[self._ratio(idx, cols[idx], d) > lam]
+        if idx.size:
+            cols[idx] = self._bsearch_free(lam, d, idx, cols[idx] + 1, np.full(idx.size, n, dtype=np.intp))
+        idx = np.flatnonzero(cols > st.base)
+        idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
+        for _ in range(2):
+            if not idx.size:
+                break
+            cols[idx] -= 1
+            idx = idx[cols[idx] > st.base[idx]]
+            idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
+        if idx.size:
+            cols[idx] = self._bsearch_free(lam, d, idx, st.base[idx].copy(), cols[idx] - 1)
+        return cols
+
+    def _bsearch_free(self, lam, d, idx, lo, hi):
+        n = self.st.L - 1
+        while True:
+            act = np.flatnonzero(lo < hi)
+            if not act.size:
+                return lo
+            mid = (lo[act] + hi[act]) >> 1
+            gt = self._ratio(idx[act], np.minimum(mid, n - 1), d) > lam
+            lo[act[gt]] = mid[gt] + 1
+            hi[act[~gt]] = mid[~gt]
+
+    @staticmethod
+    def _bsearch(flat, off, n, lam, idx, lo, hi):
+        """First column j in [lo, hi] of each row with R[j] ≤ λ (hi = n: none)."""
+        while True:
+            act = lo < hi
+            if not act.any():
+                return lo
+            mid = (lo + hi) >> 1
+            gt = flat[off + np.minimum(mid, n - 1)] > lam
+            lo = np.where(act & gt, mid + 1, lo)
+            hi = np.where(act & ~gt, mid, hi)
+
+    def phi(self, lam: float, a: float | None = None, exact: bool = False):
+        """``(Φ(λ), subgradient, columns)`` at the costs of end ``a`` (None: at τ). With
+        ``exact`` (or for rows flagged non-monotone) the row maxima are full argmaxes."""
+        st = self.st
+        key = None if a is None or a >= self.tau else float(a)
+        R, bad = self.ratios(key)
+        start = self._last.get(key)
+        if start is None:
+            start = self._last.get(None)
+        cols = self.choose(R, lam, start, key)
+        self._last[key] = cols
+        if exact or bad is not None:
+            rows = st.rows if exact else bad
+            cols = cols.copy()
+            cols[rows] = self._argmax_rows(rows, lam, key)
+        f = float(np.sum(st.F[st.rows, cols]))
+        c = float(np.sum(self.cost_cols(cols, key)))
+        return lam * st.W_tot + f - lam * c, st.W_tot - c, cols
+
+    def _argmax_rows(self, rows, lam, a):
+        st = self.st
+        out = np.empty(rows.size, dtype=np.intp)
+        d = 0.0 if a is None or a >= self.tau else self.tau - a
+        step = st.rows_per_chunk
+        j = np.arange(st.L)[None, :]
+        for i in range(0, rows.size, step):
+            rr = rows[i:i + step]
+            C = self.W[rr] + d * self.G[rr] if d else self.W[rr]
+            with np.errstate(invalid="ignore"):
+                V = st.F[rr] - lam * C
+            V[~np.isfinite(C) | (j < st.base[rr, None])] = -np.inf
+            out[i:i + step] = np.argmax(V, axis=1)
+        return out
+
+    def lp(self, lam_hint: float | None = None, cols_hint=None, fill_rounds: int = 30):
+        """LP bound at τ (``Φ`` at the minimizing price λ*) and the Lagrangian integer solution
+        topped up by a greedy fill. Sets ``lam, lp_value, tokens, int_value, int_cols``.
+
+        λ* is bracketed by bisection (each step a per-device search) until few increments have
+        ratios inside the bracket; those are sorted and taken greedily, which gives λ* exactly."""
+        st = self.st
+        if not self.feasible:
+            return self
+        R, bad = self.ratios()
+        n = st.L - 1
+        W_tot = st.W_tot
+        ratio_at = (lambda i, j: self._ratio(i, j, 0.0)) if R is None else (lambda i, j: R[i, j])
+        rows = st.rows
+
+        def g(lam, start=None):
+            cols = self.choose(R, lam, start)
+            return W_tot - float(np.sum(self.W[rows, cols])), cols
+
+        lam_star = None
+        if lam_hint is not None and lam_hint > 0 and cols_hint is not None:
+            # bracket λ* from the previous price and columns (neighbouring τ: close by)
+            gg, cc = g(lam_hint, cols_hint)
+            if gg >= 0:
+                lam_hi, cols_hi = lam_hint, cc
+                f = 1.001
+                while True:
+                    lam = lam_hi / f
+                    if lam < 1e-12 * lam_hint:
+                        g0, c0 = g(0.0, cols_hi)
+                        if g0 >= 0:
+                            lam_star, cols_hi = 0.0, c0
+                        else:
+                            lam_lo, cols_lo = 0.0, c0
+                        break
+                    gg, cc = g(lam, cols_hi)
+                    if gg < 0:
+                        lam_lo, cols_lo = lam, cc
+                        break
+                    lam_hi, cols_hi = lam, cc
+                    f = f * f * 4
+            else:
+                lam_lo, cols_lo = lam_hint, cc
+                f = 1.001
+                while True:
+                    lam = lam_lo * f
+                    gg, cc = g(lam, cols_lo)
+                    if gg >= 0:
+                        lam_hi, cols_hi = lam, cc
+                        break
+                    lam_lo, cols_lo = lam, cc
+                    f = f * f * 4
+        else:
+            g0, cols_lo = g(0.0)
+            if g0 >= 0:                          # every useful level fits: λ* = 0
+                lam_star, cols_hi = 0.0, cols_lo
+            else:
+                top = float(np.max(ratio_at(rows, np.minimum(st.base, n - 1)), initial=1.0))
+                top = top if np.isfinite(top) and top > 0 else 1.0
+                lam_lo, lam_hi = 0.0, max(top, 1e-300) * 2
+                g_hi, cols_hi = g(lam_hi)
+        if lam_star is None:
+            for _ in range(200):
+                if int(np.sum(cols_lo - cols_hi)) <= _FINAL:
+                    break
+                mid = np.sqrt(lam_lo * lam_hi) if lam_lo > 0 else lam_hi / 64
+                gm, cm = g(mid, cols_hi)
+                if gm >= 0:
+                    lam_hi, cols_hi = mid, cm
+                else:
+                    lam_lo, cols_lo = mid, cm
+            # increments between the two: sort by ratio, take while the budget lasts
+            slack = W_tot - float(np.sum(self.W[rows, cols_hi]))
+            cnt = cols_lo - cols_hi
+            dev = np.repeat(rows, cnt)
+            jj = np.repeat(cols_hi - np.cumsum(cnt) + cnt, cnt) + np.arange(dev.size)
+            lam_star = lam_hi
+            if dev.size:
+                rr = ratio_at(dev, jj)
+                dw = self.W[dev, jj + 1] - self.W[dev, jj]
+                order = np.lexsort((jj, -rr))
+                cum = np.cumsum(dw[order])
+                k = int(np.searchsorted(cum, slack, side="right"))
+                if k < dev.size:
+                    lam_star = float(rr[order[k]])
+                take = order[:k]
+                cols_hi = cols_hi.copy()
+                np.add.at(cols_hi, dev[take], 1)
+        self.lam = max(lam_star, 0.0)
+        self.lp_cols = cols_hi
+        val, _, _ = self.phi(self.lam, None)
+        self.lp_value = val
+        kidx = self._fill(cols_hi, fill_rounds)
+        self.tokens = st.lev[kidx]
+        self.int_value = float(np.sum(st.F[rows, kidx]))
+        self.int_cols = kidx
+        return self
+
+    def _fill(self, cols, rounds):
+        st = self.st
+        W, F = self.W, st.F
+        last = st.L - 1
+        k = cols.copy()
+        for _ in range(rounds):
+            spare = st.W_tot - float(np.sum(W[st.rows, k]))
+            nxt = np.minimum(k + 1, last)
+            with np.errstate(invalid="ignore"):
+                dw = W[st.rows, nxt] - W[st.rows, k]
+            df = F[st.rows, nxt] - F[st.rows, k]
+            can = (k < last) & np.isfinite(dw) & (dw <= spare) & (df > 0)
+            cand = np.flatnonzero(can)
+            if cand.size == 0:
+                break
+            order = cand[np.argsort(-(df[cand] / np.maximum(dw[cand], 1e-300)), kind="stable")]
+            cum = np.cumsum(dw[order])
+            n = max(int(np.searchsorted(cum, spare, side="right")), 1)
+            k[order[:n]] += 1
+            if float(np.sum(W[st.rows, k])) > st.W_tot:
+                k[order[:n]] -= 1
+                break
+        return k
+
+    def interval_bound(self, a: float, target: float = -np.inf, iters: int = 30,
+                       rtol: float = 1e-7):
+        """Upper bound on the STE of every allocation with straggler time in ``[a, τ]``:
+        ``min_λ max(Φ_τ(λ)/τ, Φ_a(λ)/a)`` with the tangent costs at a (see
+        :func:`ste_opt.solvers.ste.knapsack.interval_bound`); every λ tried gives a valid bound.
+        Requires :meth:`lp` first. Stops as soon as the bound is ``<= target``, or when the
+        bracket on the minimizing λ no longer changes the bound by more than ``rtol``."""
+        b = self.tau
+        if not self.feasible:
+            return -np.inf
+        lam0 = self.lam
+        vb, gb, _ = self.phi(lam0, None)
+        if a >= b:
+            return vb / b
+        try:
+            va, ga, _ = self.phi(lam0, a)
+            best = max(vb / b, va / a)
+            # λ0 minimizes Φ_b: if the b-end dominates there it is optimal; the minimizer is to
+            # the right of λ0 only if the a-end dominates with a negative subgradient
+            if vb / b >= va / a or best <= target or ga >= 0:
+                return best
+            return self._interval_search(a, b, lam0, best, target, iters, rtol)
+        finally:
+            self._R.pop(float(a), None)          # the a-end ratio table is not reused
+            self._last.pop(float(a), None)
+
+    def _interval_search(self, a, b, lam0, best, target, iters, rtol):
+        """Minimize the convex ``h(λ) = max(Φ_b(λ)/b, Φ_a(λ)/a)`` right of λ0: bracket, then
+        1-D cutting planes (the tangent lines of h at the bracket ends meet below h; their
+        intersection is the next trial and a lower bound on min h)."""
+        def h(lam):
+            vb_, gb_, _ = self.phi(lam, None)
+            va_, ga_, _ = self.phi(lam, a)
+            fb_, fa_ = vb_ / b, va_ / a
+            return (fb_, gb_ / b) if fb_ >= fa_ else (fa_, ga_ / a)
+
+        st = self.st
+        lo = lam0
+        lam = lam0 if lam0 > 0 else 1e-9 * float(np.sum(st.F[:, -1])) / st.W_tot
+        v_lo, s_lo = h(lo)
+        hi = None
+        for _ in range(200):
+            lam = lam * 2
+            v, sl = h(lam)
+            best = min(best, v)
+            if best <= target:
+                return best
+            if sl >= 0:
+                hi, v_hi, s_hi = lam, v, sl
+                break
+            lo, v_lo, s_lo = lam, v, sl
+        if hi is None:
+            return best
+        for _ in range(iters):
+            # tangent lines v_lo + s_lo (λ - lo) and v_hi + s_hi (λ - hi) meet at λx
+            den = s_hi - s_lo
+            lx = (v_lo - v_hi + s_hi * hi - s_lo * lo) / den if den > 0 else 0.5 * (lo + hi)
+            lb = v_lo + s_lo * (lx - lo)
+            if best - lb <= rtol * best or hi - lo <= 1e-12 * hi:
+                break
+            if not (lo + 1e-3 * (hi - lo) < lx < hi - 1e-3 * (hi - lo)):
+                lx = 0.5 * (lo + hi)
+            v, sl = h(lx)
+            best = min(best, v)
+            if best <= target:
+                return best
+            if sl < 0:
+                lo, v_lo, s_lo = lx, v, sl
+            else:
+                hi, v_hi, s_hi = lx, v, sl
+        return best
+
+
+class ExactResult:
+    """Outcome of :func:`exact_integer_step`: ``bound`` ≥ every integer value at τ (or ≤ the
+    target when ``beaten`` is False), ``value``/``cols`` the best integer solution found."""
+
+    def __init__(self, bound, value, cols, complete, nodes, core):
+        self.bound, self.value, self.cols = bound, value, cols
+        self.complete, self.nodes, self.core = complete, nodes, core
+
+
+def exact_integer_step(node: Node, target: float, rel_gap: float = 0.0, max_nodes: int = 20_000,
+                       max_options: int = 2_000_000) -> ExactResult:
+    """The integer knapsack at ``node.tau``, solved down to ``target`` within ``rel_gap``.
+
+    With λ the LP price and ``φ_m(j) = F_m(j) − λ C_m(j)``, every integer solution has value
+    ``Σ F ≤ λ W_tot + Σ φ_m(K_m) = U − Σ_m loss_m(K_m)`` (U the Lagrangian bound,
+    ``loss = max φ − φ ≥ 0``), so a solution worth more than ``T = max(target, incumbent)`` uses
+    only levels with ``loss < U − T`` (reduced-cost fixing). Devices left with one level are fixed;
+    a best-first branch and bound on the fractional device over the others (the core; LP bound
+    at every node) finds the best solution above T, or shows that none is more than ``rel_gap``
+    better than ``max(T, best found)``.
+
+    Returns an :class:`ExactResult` whose ``bound`` is always a valid upper bound on the integer
+    optimum at τ (``min(U, open bounds)``, at least T), ``value``/``cols`` the best integer
+    solution (the Lagrangian + fill one if nothing better was found) and ``complete`` whether the
+    bound is within ``rel_gap`` of ``max(T, value)`` (False when the node limit cut it short).
+    """
+    st = node.st
+    lam = float(node.lam)
+    U, _, cols_star = node.phi(lam, None, exact=True)
+    U = U * (1 + 1e-12) + 1e-300
+    inc_cols = node.int_cols.copy()
+    inc_val = node.int_value
+    T = max(float(target), inc_val)
+    if U <= T:
+        return ExactResult(T, inc_val, inc_cols, True, 0, 0)
+    delta = U - T
+    # options per device: levels with loss < delta. For concave rows they form an interval around
+    # the maximizer; its hull is kept otherwise (a superset: still exact). Chunked over rows.
+    fixed_cols = cols_star.copy()
+    j = np.arange(st.L)[None, :]
+    c_rows, c_lo, c_hi = [], [], []
+    n_opts = 0
+    for r0, r1 in st.chunks():
+        C = node.W[r0:r1]
+        with np.errstate(invalid="ignore"):
+            phi = st.F[r0:r1] - lam * C
+        phi[~np.isfinite(C) | (j < st.base[r0:r1, None])] = -np.inf
+        loss = phi.max(axis=1)[:, None] - phi
+        ok = loss < delta
+        first = np.argmax(ok, axis=1)
+        last = st.L - 1 - np.argmax(ok[:, ::-1], axis=1)
+        multi = last > first
+        fixed_cols[r0:r1][~multi] = first[~multi]
+        if multi.any():
+            c_rows.append(r0 + np.flatnonzero(multi))
+            c_lo.append(first[multi])
+            c_hi.append(last[multi])
+            n_opts += int(np.sum(last[multi] - first[multi] + 1))
+            if n_opts > max_options:
+                return ExactResult(U, inc_val, inc_cols, False, 0, sum(len(x) for x in c_rows))
+    core_rows = np.concatenate(c_rows) if c_rows else np.zeros(0, dtype=np.intp)
+    fixed_mask = np.ones(st.M, dtype=bool)
+    fixed_mask[core_rows] = False
+    fr = np.flatnonzero(fixed_mask)
+    fixed_cost = float(np.sum(node.W[fr, fixed_cols[fr]]))
+    fixed_val = float(np.sum(st.F[fr, fixed_cols[fr]]))
+    core = core_rows.size
+    if core == 0:
+        val = fixed_val
+        if fixed_cost <= st.W_tot and val > T:
+            return ExactResult(val, val, fixed_cols, True, 1, 0)
+        return ExactResult(T, inc_val, inc_cols, True, 1, 0)
+    lo0 = np.concatenate(c_lo).astype(np.intp)
+    hi0 = np.concatenate(c_hi).astype(np.intp)
+    val, lev, nodes, cbound = _core_bb(node, core_rows, lo0, hi0, st.W_tot - fixed_cost,
+                                       T - fixed_val, max_nodes, rel_gap * abs(T))
+    bound = min(U, fixed_val + cbound)
+    complete = bound <= max(T, fixed_val + val) * (1 + rel_gap) + 1e-12 * abs(T)
+    if lev is None:                                       # nothing beats the target
+        return ExactResult(bound, inc_val, inc_cols, complete, nodes, core)
+    cols = fixed_cols.copy()
+    cols[core_rows] = lev
+    return ExactResult(bound, fixed_val + val, cols, complete, nodes, core)
+
+
+def _core_bb(node, rows, lo0, hi0, budget, target, max_nodes, abs_gap):
+    """Best-first branch and bound on the fractional device for the core knapsack: devices
+    ``rows`` with levels (columns) ``lo0..hi0`` and budget ``budget``. The bound of a node is its
+    LP (greedy over the devices' increments, sorted by ratio once, within the node's level
+    bounds); the node's fractional device is branched on (``K ≤ k`` / ``K ≥ k + 1``). Stops when
+    the largest open bound is within ``abs_gap`` of ``max(best found, target)``.
+
+    Returns ``(value, levels, nodes, bound)``: the best value found above ``target`` (levels None
+    if none) and a valid upper bound on the core optimum, or on ``target`` if nothing beats it
+    (``max(open bounds, value, target)``)."""
+    import heapq
+
+    st = node.st
+    n = rows.size
+    Wrow = node.W[rows]
+    Frow = st.F[rows]
+    cnt = hi0 - lo0
+    dev = np.repeat(np.arange(n), cnt)
+    jj = np.repeat(lo0 - np.cumsum(cnt) + cnt, cnt) + np.arange(dev.size)
+    dc = Wrow[dev, jj + 1] - Wrow[dev, jj]
+    df = Frow[dev, jj + 1] - Frow[dev, jj]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dc > 0, df / dc, np.inf)
+    order = np.lexsort((jj, -ratio))
+    dev, jj, dc, df = dev[order], jj[order], dc[order], df[order]
+    ar = np.arange(n)
+    best_val = target
+    best_lev = None
+
+    def relax(lo, hi):
+        """LP bound, integer solution (its value or -inf), fractional (device, column) or None."""
+        base_c = float(np.sum(Wrow[ar, lo]))
+        if base_c > budget:
+            return -np.inf, None, -np.inf, None
+        base_f = float(np.sum(Frow[ar, lo]))
+        act = (jj >= lo[dev]) & (jj < hi[dev])
+        cum = np.cumsum(np.where(act, dc, 0.0))
+        slack = budget - base_c
+        p = int(np.searchsorted(cum, slack, side="right"))
+        taken = act.copy()
+        taken[p:] = False
+        lp = base_f + float(np.sum(df[taken]))
+        frac = None
+        if p < dev.size and act[p]:
+            prev = cum[p - 1] if p > 0 else 0.0
+            lp += df[p] * max(slack - prev, 0.0) / dc[p]
+            frac = (dev[p], jj[p])
+        lev = hi.copy()                      # per device: up to its first increment not taken
+        nt = act & ~taken
+        np.minimum.at(lev, dev[nt], jj[nt])
+        val = float(np.sum(Frow[ar, lev]))
+        if float(np.sum(Wrow[ar, lev])) > budget:
+            val = -np.inf
+        return lp, lev, val, frac
+
+    heap = []
+    tie = 0
+    lp, lev, val, frac = relax(lo0, hi0)
+    nodes = 1
+    if val > best_val:
+        best_val, best_lev = val, lev
+    if frac is not None:
+        heapq.heappush(heap, (-lp, tie, lo0, hi0, frac))
+    while heap:
+        top = -heap[0][0]
+        if top <= best_val + abs_gap:
+            break
+        if nodes >= max_nodes:
+            break
+        negl, _, lo, hi, (d, jf) = heapq.heappop(heap)
+        for clo, chi in ((lo, hi.copy()), (lo.copy(), hi)):
+            if chi is not hi:
+                chi[d] = jf                    # K_d ≤ level jf
+            else:
+                clo[d] = jf + 1                # K_d ≥ level jf + 1
+            lp, lev, val, frac = relax(clo, chi)
+            nodes += 1
+            if val > best_val:
+                best_val, best_lev = val, lev
+            if frac is not None and lp > best_val + 1e-12 * abs(best_val):
+                tie += 1
+                heapq.heappush(heap, (-min(lp, -negl), tie, clo, chi, frac))
+    bound = max(-heap[0][0] if heap else -np.inf, best_val, target)
+    return best_val, best_lev, nodes, bound
+
+
+def knapsack_token_step(problem, tau: float, scales=(0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1)):
+    """Token step of ``alternating(token_step="knapsack")``: re-choose every device's tokens jointly.
+
+    For straggler times ``τ · s`` (s in ``scales``) solve the knapsack at that τ (Lagrangian + fill
+    solution, :meth:`Node.lp`: chunked tables and a per-device price search,
+    linear in M), give each token vector the exact resource step, and return the best
+    ``(tokens, bandwidth, power, ste)``; None if nothing fits. Unlike the per-device closed form it
+    moves bandwidth between devices, which is what the block-coordinate steps cannot do.
+    """
+    static = Static(problem)
+    rows = static.rows
+    best = None
+    seen = set()
+    hint = (None, None)
+    for s in scales:
+        t = float(min(tau * s, problem.tau_max))
+        nd = Node(static, t, slopes=False)
+        if not nd.feasible:
+            continue
+        nd.lp(*hint)
+        hint = (nd.lam, nd.lp_cols)
+        tokens = nd.tokens
+        key = tokens.tobytes()
+        del nd
+        if key in seen:
+            continue
+        seen.add(key)
+        out = polish(problem, tokens)
+        if out is None:
+            continue
+        w, p, t_act = out
+        ste = float(np.sum(problem.WF[rows, tokens])) / t_act
+        if best is None or ste > best[3]:
+            best = (tokens.copy(), w, p, ste)
+    return best
