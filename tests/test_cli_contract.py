@@ -329,3 +329,17 @@ def test_stdin_has_the_file_limits(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("kind: ste\n" + "# padding\n" * 50))
     assert main(["solve", "-"]) == 2
     assert "more than 100" in _one_error_line(capsys.readouterr().err, "solve")
+
+
+def test_library_prints_no_solver_banner():
+    """Through the API (no CLI), milp with backend="highspy" writes nothing to stdout/stderr: the
+    constructor's banner is dropped, the solver log goes to logging (quiet by default)."""
+    pytest.importorskip("highspy")
+    code = ("import ste_opt; p = ste_opt.STEProblem(ste_opt.Scenario.preset('st-sflora', "
+            "n_devices=4, seed=1)); s = ste_opt.solve(p, 'milp', backend='highspy'); "
+            "print('status', s.status)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(),
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("status ") and proc.stdout.count("\n") == 1
+    assert proc.stderr == ""
