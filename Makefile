@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ste-opt demo
 
 # the import contracts first (layers, no cycles, private modules: docs/ARCHITECTURE.md), then the
-# whole suite (about 2 minutes on 2 cores, including the Ray/Flower engine tests marked slow)
+# whole suite (about 3 minutes on 2 cores, including the Ray/Flower engine tests marked slow)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
@@ -38,4 +38,4 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build dist *.egg-info

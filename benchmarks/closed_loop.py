@@ -24,7 +24,15 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine_line, md_table, results_dir, write_csv, write_section
+from benchmarks.common import (
+    integer_axis,
+    machine_line,
+    md_table,
+    read_csv,
+    results_dir,
+    write_csv,
+    write_section,
+)
 
 PARTS = ("pair", "acc_vs_k", "ste_vs_k", "fading", "sflam")
 
@@ -138,24 +146,12 @@ def part_ste_vs_k(cfg, splits, out):
     frac = np.cumsum(profiles_matrix(prof, ids), axis=1) / profiles_matrix(prof, ids).sum(axis=1, keepdims=True)
     out["ste_vs_k"] = {"best": best, "rows": rows, "excluded": len(STEProblem(scen).excluded),
                        "retention_at": {k: float(np.mean(frac[:, k - 1])) for k in (8, 16, 32, 48)}}
+    plot_ste_vs_k(rows, best)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    for i, den in enumerate(("round", "uplink")):
-        rr = [r for r in rows if r["denominator"] == den and r["feasible"]]
-        ax[i].plot([r["K"] for r in rr], [r["ste"] for r in rr], "-")
-        ax[i].axhline(best[den]["ste"], color="k", ls="--", lw=0.8, label="alternating (per-device K_m)")
-        ax[i].set_title(f"denominator = {den!r}")
-        ax[i].set_xlabel("common K (calibrated profiles)")
-        ax[i].set_ylabel("STE")
-        ax[i].grid(alpha=0.3)
-        ax[i].legend()
-    fig.tight_layout()
-    fig.savefig(results_dir() / "closed_loop_ste_vs_k.png", dpi=120)
-    plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for m in ids:
         ax.plot(np.arange(1, frac.shape[1] + 1), frac[m], lw=0.8)
@@ -199,26 +195,84 @@ def part_fading(cfg, splits, out, n_rounds):
                      "excluded_rounds": {c: sum(x["excluded"] for x in rows if x["client"] == c) for c in ids
                                          if any(x["excluded"] for x in rows if x["client"] == c)},
                      "k_mean": float(ks.mean()), "k_std": float(ks.std())}
+    plot_fading(rows)
+
+
+STE_UNIT = "STE (retained attention mass per s)"
+
+
+def plot_ste_vs_k(rows: list[dict], best: dict) -> None:
+    """``closed_loop_ste_vs_k.png``: STE against a common K for both denominators, with the
+    per-device optimum of ``alternating`` as a line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    for c in per_client:
-        rr = [x for x in part if x["client"] == c]
-        ax[0].plot([x["round"] for x in rr], [x["tokens_kept"] for x in rr], ".-", lw=0.6, label=f"{c}")
+    for i, den in enumerate(("round", "uplink")):
+        rr = [r for r in rows if r["denominator"] == den and r["feasible"]]
+        ax[i].plot([r["K"] for r in rr], [r["ste"] for r in rr], "-", label="common K")
+        ax[i].axhline(best[den]["ste"], color="k", ls="--", lw=0.8, label="alternating (per-device K_m)")
+        ax[i].set_title(f"denominator = {den!r}")
+        ax[i].set_xlabel("common K, tokens kept per device (calibrated profiles)")
+        integer_axis(ax[i].xaxis)
+        ax[i].set_ylabel(STE_UNIT)
+        ax[i].grid(alpha=0.3)
+        ax[i].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(results_dir() / "closed_loop_ste_vs_k.png", dpi=120)
+    plt.close(fig)
+
+
+def plot_fading(rows: list[dict]) -> None:
+    """``closed_loop_fading.png``: left, K_m of every client and round as a heat map (excluded
+    rounds blank); right, K_m against the round's fading."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clients = sorted({int(x["client"]) for x in rows})
+    rounds = sorted({int(x["round"]) for x in rows})
+    grid = np.full((len(clients), len(rounds)), np.nan)
+    for x in rows:
+        if not x["excluded"] and x["tokens_kept"] is not None:
+            grid[clients.index(int(x["client"])), rounds.index(int(x["round"]))] = x["tokens_kept"]
+    part = [x for x in rows if not x["excluded"] and x["tokens_kept"] is not None]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.35, 1]})
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+    im = ax[0].imshow(np.ma.masked_invalid(grid), aspect="auto", cmap=cmap, origin="lower",
+                      interpolation="nearest",
+                      extent=(rounds[0] - 0.5, rounds[-1] + 0.5, -0.5, len(clients) - 0.5))
+    ax[0].set_yticks(range(len(clients)), [str(c) for c in clients])
+    integer_axis(ax[0].xaxis)
     ax[0].set_xlabel("round")
-    ax[0].set_ylabel("K_m")
-    ax[0].legend(fontsize=6, ncol=2, title="client", title_fontsize=7)
-    ax[1].semilogx(fad, ks, "o", ms=3)
-    ax[1].set_xlabel("fading |g|^2 of the round")
-    ax[1].set_ylabel("K_m")
-    for a in ax:
-        a.grid(alpha=0.3)
+    ax[0].set_ylabel("client")
+    ax[0].set_title("tokens kept K_m per round (grey: excluded)", fontsize=10)
+    fig.colorbar(im, ax=ax[0], label="K_m (tokens)", pad=0.02)
+    for c in clients:
+        pc = [x for x in part if int(x["client"]) == c]
+        if pc:
+            ax[1].scatter([x["fading"] for x in pc], [x["tokens_kept"] for x in pc], s=10,
+                          label=str(c), color=plt.get_cmap("tab10")(c % 10))
+    ax[1].legend(title="client", fontsize=7, title_fontsize=7, loc="upper left",
+                 bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    ax[1].set_xscale("log")
+    ax[1].set_xlabel("fading |g|^2 of the round (linear, log axis)")
+    ax[1].set_ylabel("K_m (tokens)")
+    ax[1].set_title("K_m against the round's fading", fontsize=10)
+    ax[1].grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(results_dir() / "closed_loop_fading.png", dpi=120)
     plt.close(fig)
+
+
+def replot() -> None:
+    """Redraw the figures from the CSVs (and closed_loop.json for the per-device optimum)."""
+    plot_fading(read_csv("closed_loop_fading"))
+    best = json.loads((results_dir() / "closed_loop.json").read_text())["ste_vs_k"]["best"]
+    plot_ste_vs_k(read_csv("closed_loop_ste_vs_k"), best)
 
 
 def _rounds_to(errors, eps):
@@ -366,7 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pair-rounds", type=int, default=None,
                     help="rounds of the solver-vs-baseline pair (default: the demo config's, 8; quick 2)")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {PARTS}")
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw closed_loop_fading.png and closed_loop_ste_vs_k.png from the CSVs")
     args = ap.parse_args(argv)
+    if args.replot:
+        replot()
+        return 0
     args.rounds = args.rounds or (2 if args.quick else 6)
     parts = [p for p in args.parts.split(",") if p]
     unknown = set(parts) - set(PARTS)

@@ -33,6 +33,37 @@ def write_csv(name: str, rows: Sequence[dict]) -> Path:
     return path
 
 
+def _cell(text: str):
+    if text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_csv(name: str) -> list[dict]:
+    """Rows of ``results/<name>.csv`` as written by :func:`write_csv`, with numbers, booleans and
+    empty cells (``None``) decoded; used by the scripts' ``--replot`` (figures from the CSV,
+    without re-running the benchmark)."""
+    path = results_dir() / f"{name}.csv"
+    if not path.is_file():
+        raise SystemExit(f"{path} does not exist: run the benchmark first")
+    with path.open(newline="") as fh:
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def integer_axis(axis) -> None:
+    """Integer ticks only (rounds, epochs): no 2.5-th round."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
 def md_table(rows: Sequence[dict], columns: Iterable[str] | None = None, fmt: dict | None = None) -> str:
     """Render rows as a GitHub Markdown table. ``fmt`` maps a column to a format string."""
     if not rows:

@@ -134,7 +134,9 @@ def main(argv=None) -> int:
     gen = FlowMatchingGenerator.train(split.server_images, split.server_labels, split.num_classes, gcfg)
     train_cpu, train_wall = time.process_time() - cpu0, time.perf_counter() - wall0
     source = FlowMatchingSource(gen)
-    gen.save(".cache/genfl/benchmark-generator.pt")  # git-ignored; lets the grid be redrawn
+    from ste_opt.cache import cache_dir
+
+    gen.save(cache_dir("genfl", "benchmark-generator.pt"))  # user cache; lets the grid be redrawn
     grid = source.generate(np.repeat(np.arange(10), 10), seed=0)
     out = results_dir()
     save_sample_grid(grid, out / "genfl_samples.png", rows=10,

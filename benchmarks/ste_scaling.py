@@ -23,7 +23,15 @@ import time
 
 import numpy as np
 
-from benchmarks.common import machine_line, md_table, results_dir, write_csv, write_section
+from benchmarks.common import (
+    integer_axis,
+    machine_line,
+    md_table,
+    read_csv,
+    results_dir,
+    write_csv,
+    write_section,
+)
 from ste_opt import InfeasibleError, STEProblem, channel, list_methods, make_scenario, solve
 
 NAME = "ste_scaling"
@@ -209,6 +217,7 @@ def plot_convergence(curves, path):
             ax.plot(range(len(h)), h, marker="o", ms=3, **style)
         ax.set_title(variant + " (grey: M = 10, 20 seeds)", fontsize=9)
         ax.set_xlabel("outer iteration (0 = start)")
+        integer_axis(ax.xaxis)
         ax.set_ylabel("STE / final STE")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -253,7 +262,16 @@ def plot_common_k(summary, best, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, few seeds")
+    ap.add_argument("--replot", action="store_true",
+                    help=f"only redraw {NAME}_convergence.png from its CSV (no solving)")
     args = ap.parse_args(argv)
+    if args.replot:
+        curves: dict = {}
+        for r in read_csv(f"{NAME}_convergence"):
+            curves.setdefault((r["M"], r["seed"], r["variant"]), []).append((r["iteration"], r["ste"]))
+        plot_convergence([(m, s, v, [x for _, x in sorted(h)], None, None)
+                          for (m, s, v), h in curves.items()], results_dir() / f"{NAME}_convergence.png")
+        return 0
     t_start = time.perf_counter()
     if args.quick:
         sizes, repeats = [10, 100], {10: 3, 100: 3}

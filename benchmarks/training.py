@@ -13,7 +13,15 @@ import argparse
 import time
 from pathlib import Path
 
-from benchmarks.common import machine_line, md_table, results_dir, write_csv, write_section
+from benchmarks.common import (
+    integer_axis,
+    machine_line,
+    md_table,
+    read_csv,
+    results_dir,
+    write_csv,
+    write_section,
+)
 
 CONFIGS = ["fedlora", "sflora_fp32", "sflora_8bit", "tsflora_8bit_80", "tsflora_8bit_60",
            "tsflora_4bit_80", "tsflora_2bit_80"]
@@ -68,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="rounds per config (default 10)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--replot", action="store_true",
+                    help="only redraw results/training.png from results/training{,_curves}.csv")
     args = ap.parse_args(argv)
+    if args.replot:
+        _plot(read_csv("training"), read_csv("training_curves"))
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
@@ -111,12 +124,28 @@ def _plot(rows, curves) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    for name in dict.fromkeys(c["config"] for c in curves):
-        pts = [c for c in curves if c["config"] == name]
-        ax[0].plot([p["round"] for p in pts], [100 * p["test_acc"] for p in pts], marker="o", ms=3, label=name)
+    names = list(dict.fromkeys(c["config"] for c in curves))
+    accs = {n: tuple(round(100 * c["test_acc"], 6) for c in curves if c["config"] == n) for n in names}
+    rounds_of = {n: [c["round"] for c in curves if c["config"] == n] for n in names}
+    first = {}
+    for n in names:
+        first.setdefault(accs[n], n)
+    markers = "osD^vP*X"
+    for i, name in enumerate(names):
+        leader = first[accs[name]]
+        has_twin = sum(accs[m] == accs[name] for m in names) > 1
+        if leader != name:  # the same curve as an earlier config (FedLoRA = SFLora fp32): dashed on top
+            style = dict(ls="--", lw=1.8, marker=markers[i % len(markers)], ms=4, zorder=5,
+                         label=f"{name} (same as {leader})")
+        elif has_twin:      # wide and translucent underneath, so that its twin does not hide it
+            style = dict(lw=6, alpha=0.4, solid_capstyle="round", zorder=1, label=name)
+        else:
+            style = dict(lw=1.5, marker=markers[i % len(markers)], ms=4, zorder=3, label=name)
+        ax[0].plot(rounds_of[name], list(accs[name]), **style)
     ax[0].set_xlabel("round")
+    integer_axis(ax[0].xaxis)
     ax[0].set_ylabel("test accuracy (%)")
-    ax[0].legend(fontsize=7)
+    ax[0].legend(fontsize=7, loc="lower right")
     ax[0].grid(alpha=0.3)
     names = [r["config"] for r in rows]
     ax[1].bar(names, [r["uplink_act_MB"] for r in rows], label="activations")

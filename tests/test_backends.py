@@ -2,8 +2,9 @@
 and left out, Flower simulation == local, Ray sweep == serial sweep.
 
 Ray and Flower start-ups are heavy on a 2-core machine: one Ray instance per module (shut down at
-the end), tiny models, ``torch.set_num_threads(1)``. The engine tests are marked ``slow``
-(``make test`` skips them); run them with ``pytest -m slow tests/test_backends.py``.
+the end), tiny models, ``torch.set_num_threads(1)``. The engine tests are marked ``slow``:
+``make test`` (the whole suite) runs them, ``make test-fast`` skips them; run only them with
+``pytest -m slow tests/test_backends.py``.
 """
 from __future__ import annotations
 

@@ -134,7 +134,7 @@ def test_resume_refuses_another_config_and_force_records_it(tmp_path, run2, spli
     cfg = tmp_path / "c.yaml"
     import yaml
     cfg.write_text(yaml.safe_dump(merge(TINY, {"federation": {"rounds": 4}, "compression": {"bits": 8}})))
-    base = ["train", "--config", str(cfg), "--run-dir", str(d), "--no-progress", "--resume"]
+    base = ["train", "--config", str(cfg), "-o", str(d), "--no-progress", "--resume"]
     assert main(base) == 2 and "another config" in capsys.readouterr().err
     assert main([*base, "--force"]) == 0
     rec = json.loads((d / "resumes.json").read_text())
@@ -216,7 +216,7 @@ def test_config_files_and_run_dir_refused(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["train", "--config", "demo", "--set", f"model.checkpoint={garbage}", "--set",
-                 "federation.rounds=1", "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 2
-    assert main(["train", "--config", "demo", "--run-dir", str(f), "--no-progress"]) == 2
+                 "federation.rounds=1", "-o", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert main(["train", "--config", "demo", "-o", str(f), "--no-progress"]) == 2
     errs = capsys.readouterr().err.strip().splitlines()
     assert len(errs) == 4 and all(e.startswith("ste-opt train: error:") for e in errs)

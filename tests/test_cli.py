@@ -99,5 +99,5 @@ def test_infeasible_instance_exits_3_with_deficit(tmp_path, capsys):
 
 
 def test_no_command_prints_help(capsys):
-    assert main([]) == 1
+    assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out

@@ -384,7 +384,7 @@ def test_cli_tiny_run(tmp_path):
     rc = main(["genfl", "--rounds", "1", "--local-epochs", "1", "--gen-steps", "5", "--gen-ch", "8",
                "--gen-batch-size", "16", "--sample-steps", "2", "--topup", "ratio",
                "--topup-ratio", "0.1", "--aigc-per-class", "4", "--no-quality", "--threads", "1",
-               "--generator-path", str(tmp_path / "g.pt"), "--out", str(out)])
+               "--generator-path", str(tmp_path / "g.pt"), "-o", str(out)])
     assert rc == 0
     for name in ("config.yaml", "history.csv", "summary.json", "accuracy.png", "samples.png"):
         assert (out / name).is_file(), name
@@ -392,7 +392,7 @@ def test_cli_tiny_run(tmp_path):
     assert {ln.split(",")[0] for ln in lines[1:]} == {"real_only", "aigc_only", "genfl"}
     assert (tmp_path / "g.pt").is_file()
     assert main(["genfl", "--alpha", "-1", "--rounds", "1", "--arms", "real_only",
-                 "--out", str(tmp_path / "bad")]) == 2
+                 "-o", str(tmp_path / "bad")]) == 2
 
 
 @pytest.mark.slow

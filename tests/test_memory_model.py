@@ -96,3 +96,9 @@ def test_cli_memory_table_and_json(capsys, tmp_path):
     assert "sflora" in capsys.readouterr().out
     assert main(["memory", "--model", "vit_base_patch16_224", "--cut", "99"]) == 2
     assert "error" in capsys.readouterr().err
+    assert main(["memory", "--method", "sflam", "-o", str(tmp_path / "m.txt")]) == 2   # argparse: bad choice
+    capsys.readouterr()
+    assert main(["memory", "--method", "sflora", "-o", str(tmp_path / "m.txt")]) == 2   # suffix, before work
+    assert "-o/--output" in capsys.readouterr().err
+    assert main(["memory", "--method", "sflora", "-o", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["estimates"][0]["method"] == "sflora"

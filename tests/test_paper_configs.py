@@ -21,7 +21,7 @@ def test_paper_configs_validate_and_name_what_is_missing(name, tmp_path, capsys)
     assert cfg["federation"]["batch_size"] == 64 and cfg["data"]["image_size"] == 224
     keys = [k for k, _ in missing_inputs(cfg)]
     assert keys == ["data.root", "model.checkpoint"]
-    assert main(["train", "--config", name, "--no-progress", "--run-dir", str(tmp_path / "r")]) == 2
+    assert main(["train", "--config", name, "--no-progress", "-o", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "data.root is not set" in err[0] and "model.checkpoint is not set" in err[0]
     cfg2 = load_config(name, [f"data.root={tmp_path / 'nope'}", f"model.checkpoint={tmp_path / 'w.safetensors'}"])

@@ -180,19 +180,19 @@ def test_cli_train_and_pretrain(tmp_path):
     cfgfile.write_text(yaml.safe_dump(merge(TINY, {"federation": {"num_clients": 3, "clients_per_round": 2,
                                                                     "local_steps": 1, "rounds": 1}})))
     out = tmp_path / "run"
-    assert main(["train", "--config", str(cfgfile), "--set", "compression.bits=2", "--run-dir", str(out),
+    assert main(["train", "--config", str(cfgfile), "--set", "compression.bits=2", "-o", str(out),
                  "--no-progress"]) == 0
     assert load_config(out / "config.yaml")["compression"]["bits"] == 2
     assert main(["train", "--config", str(cfgfile), "--set", "nope.x=1"]) == 2
     ck = tmp_path / "bb.pt"
-    assert main(["pretrain", "--config", str(cfgfile), "--epochs", "1", "--out", str(ck), "--no-progress",
+    assert main(["pretrain", "--config", str(cfgfile), "--epochs", "1", "-o", str(ck), "--no-progress",
                  "--set", "pretrain.batch_size=256"]) == 0
     assert ck.is_file()
     out2 = tmp_path / "run2"
-    assert main(["train", "--config", str(cfgfile), "--set", f"model.checkpoint={ck}", "--run-dir", str(out2),
+    assert main(["train", "--config", str(cfgfile), "--set", f"model.checkpoint={ck}", "-o", str(out2),
                  "--no-progress"]) == 0
     assert main(["train", "--config", str(cfgfile), "--set", "model.checkpoint=/nonexistent.pt",
-                 "--run-dir", str(tmp_path / "r3"), "--no-progress"]) == 2
+                 "-o", str(tmp_path / "r3"), "--no-progress"]) == 2
 
 
 @pytest.mark.parametrize("override, field", [

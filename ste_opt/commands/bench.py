@@ -32,18 +32,46 @@ def register(sub):
     p.add_argument("--ray-address", default=None,
                    help="join an existing Ray cluster (default: a private one on 127.0.0.1)")
     p.add_argument("--workers", type=int, default=None, help="Ray CPUs to use (default: all)")
-    p.add_argument("-o", "--output", default=None, help="write the raw rows to this CSV file")
+    p.add_argument("--json", action="store_true",
+                   help="print {rows, summary} as JSON instead of the table")
+    from ._common import add_output
+
+    add_output(p, help="write the raw rows to this CSV file (.csv; - writes CSV to stdout "
+                       "instead of the table)", aliases=("--csv",))
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def write_csv(rows: list[dict], fh) -> None:
     import csv
+
+    keys = list(rows[0].keys()) if rows else []
+    w = csv.DictWriter(fh, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+
+
+def run(args) -> int:
+    import contextlib
+    import logging
+    import sys
 
     from .. import bench
     from ..errors import SolverError
+    from ..progress import progress as progress_bar
     from ..validate import as_int, usage_error
-    from ._common import parse_value, table
+    from ._common import (
+        UsageError,
+        check_output,
+        dumps_json,
+        parse_value,
+        require_extra,
+        solver_output_to_stderr,
+        table,
+    )
 
+    out = check_output(args.output, suffixes=(".csv",), stdout_ok=True)
+    if out == "-" and args.json:
+        raise UsageError("--json and -o - both write to stdout: give one")
     methods = tuple(m.strip() for m in args.methods.split(",")) if args.methods else bench.DEFAULT_METHODS
     bench.check_sweep_args(methods, args.preset)
     caps = {}
@@ -55,29 +83,43 @@ def run(args) -> int:
             caps[k.strip()] = as_int(parse_value(v), f"--cap {k.strip()}", lo=1, exc=SolverError)
         except SolverError:
             raise usage_error(f"--cap {item!r}: N must be an integer >= 1") from None
+    sizes, seeds = _ints(args.sizes, "sizes", 1), _ints(args.seeds, "seeds", 0)
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    if args.backend == "ray":
+        require_extra("dist", "--backend ray", modules=("ray",))
+    log = logging.getLogger(__name__)
+    bar = progress_bar(total=len(sizes) * len(seeds) * len(methods), desc="bench", unit="run")
 
     def progress(r):
         msg = r["error"] or f"{r['status']:9s} STE {r['objective']:.6g}  {r['time_s']:.3g} s"
-        print(f"  M={r['n_devices']:<6d} seed={r['seed']:<3d} {r['method']:18s} {msg}", flush=True)
+        bar.update(1)
+        log.info("  M=%-6d seed=%-3d %-18s %s", r["n_devices"], r["seed"], r["method"], msg)
 
-    kw = dict(sizes=_ints(args.sizes, "sizes", 1), seeds=_ints(args.seeds, "seeds", 0), methods=methods,
-              preset=args.preset, caps=caps)
-    if args.backend == "ray":
-        from ..bench.ray_sweep import sweep_ray
+    kw = dict(sizes=sizes, seeds=seeds, methods=methods, preset=args.preset, caps=caps)
+    with contextlib.ExitStack() as stack:
+        stack.callback(bar.close)
+        stack.enter_context(solver_output_to_stderr())
+        if args.backend == "ray":
+            from ..bench.ray_sweep import sweep_ray
 
-        rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
-    else:
-        rows = bench.sweep(progress=progress, **kw)
+            rows = sweep_ray(num_cpus=args.workers, address=args.ray_address, progress=progress, **kw)
+        else:
+            rows = bench.sweep(progress=progress, **kw)
     summ = bench.summarize(rows)
+    if out is not None and out != "-":
+        with open(out, "w", newline="") as fh:
+            write_csv(rows, fh)
+    if args.json:
+        print(dumps_json({"rows": rows, "summary": summ}))
+        return 0
+    if out == "-":
+        write_csv(rows, sys.stdout)
+        return 0
     print(table(summ, [("n_devices", "M", "d"), ("method", "method", "s"), ("runs", "runs", "d"),
                        ("time_median_s", "time med (s)", ".3g"), ("ste_median", "STE med", ".6g"),
                        ("gap_to_best_median", "gap med", ".2e"), ("gap_to_best_max", "gap max", ".2e"),
                        ("time_vs_global_median", "x global", ".3g"), ("statuses", "status", "s")]))
-    if args.output:
-        keys = list(rows[0].keys()) if rows else []
-        with open(args.output, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            w.writerows(rows)
-        print(f"wrote {len(rows)} rows to {args.output}")
+    if out is not None:
+        print(f"wrote {len(rows)} rows to {out}")
     return 0

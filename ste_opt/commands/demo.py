@@ -16,7 +16,9 @@ def register(sub):
                                    "solver-scheduled split federated fine-tuning on digits.")
     p.add_argument("--devices", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo", help="output folder")
+    from ._common import add_output
+
+    add_output(p, default="runs/demo", help="output folder (default runs/demo)", aliases=("--out",))
     p.add_argument("--no-train", action="store_true", help="only the optimization part")
     p.add_argument("--rounds", type=int, default=None, help="training rounds (default: demo config)")
     add_device_options(p)
@@ -24,15 +26,20 @@ def register(sub):
 
 
 def run(args) -> int:
-    from pathlib import Path
+    import logging
 
     from ..io import save_scenario, save_solution
     from ..problems.ste import STEProblem
     from ..scenarios import make_scenario
     from ..solvers import list_methods, solve
+    from ._common import UsageError, check_output, missing_modules
     from .solve import summary
 
-    out = Path(args.out)
+    out = check_output(args.output, folder=True)
+    if args.devices < 1:
+        raise UsageError(f"--devices must be >= 1, got {args.devices}")
+    if args.rounds is not None and args.rounds < 1:
+        raise UsageError(f"--rounds must be >= 1, got {args.rounds}")
     out.mkdir(parents=True, exist_ok=True)
     scen = make_scenario("st-sflora", n_devices=args.devices, seed=args.seed)
     save_scenario(scen, out / "scenario.yaml")
@@ -50,10 +57,14 @@ def run(args) -> int:
         save_solution(best, out / "solution_global.json")
     if args.no_train:
         return 0
-    try:
-        from ..learning_hooks import demo as train_demo
-    except ImportError as exc:
-        print(f"\n(training part skipped: {exc}; install the 'train' extra)")
+    missing = missing_modules("train")
+    if missing:
+        logging.getLogger(__name__).warning(
+            "training part skipped: %s not installed; pip install 'ste-opt[train]'",
+            ", ".join(missing))
         return 0
+    from ..learning_hooks import demo as train_demo
+
     dev = {k: v for k, v in (("device", args.device), ("amp", args.amp)) if v}
-    return int(train_demo.run(out=out, seed=args.seed, rounds=args.rounds, overrides=dev or None) or 0)
+    return int(train_demo.run(out=out, seed=args.seed, rounds=args.rounds, overrides=dev or None,
+                              progress=not args.quiet, echo=print) or 0)

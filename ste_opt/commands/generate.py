@@ -14,14 +14,25 @@ def register(sub):
     p.add_argument("--max-elements", type=int, default=None,
                    help="refuse instances with more devices x patches (or subchannels) than this "
                         "(default: STE_OPT_MAX_ELEMENTS or 5,000,000)")
-    p.add_argument("-o", "--output", required=True, help="output file (.yaml, .yml or .json)")
+    p.add_argument("--format", choices=["yaml", "json"], default=None,
+                   help="format written by -o - (default yaml); a file takes its suffix")
+    from ._common import add_output
+
+    add_output(p, required=True, help="output file (.yaml, .yml or .json; - writes to stdout)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    import json
+    import sys
+
+    import yaml
+
     from ..io import save_scenario
     from ..scenarios import make_scenario
-    from ._common import parse_options
+    from ._common import check_output, parse_options
+
+    out = check_output(args.output, suffixes=(".yaml", ".yml", ".json"), stdout_ok=True)
 
     kw = parse_options(args.overrides)
     for k, v in list(kw.items()):
@@ -33,6 +44,14 @@ def run(args) -> int:
 
     with limits(max_elements=args.max_elements):
         scen = make_scenario(args.preset, n_devices=args.devices, seed=args.seed, **kw)
-    path = save_scenario(scen, args.output)
+    if out == "-":
+        data = scen.to_dict()
+        if args.format == "json":
+            json.dump(data, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        else:  # streamed: a reader that stops early (| head) is noticed while writing
+            yaml.safe_dump(data, sys.stdout, sort_keys=False, default_flow_style=None, width=120)
+        return 0
+    path = save_scenario(scen, out)
     print(f"wrote {path}: {scen!r}")
     return 0

@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                    help="builtin | npz:PATH | folder:PATH | diffusers:PATH")
     g.add_argument("--generator-path", default=None,
                    help="built-in weights file: loaded if present, else trained and saved there "
-                        "(default: .cache/genfl/<hash>.pt)")
+                        "(default: <cache>/genfl/<hash>.pt, <cache> as for `ste-opt pretrain`)")
     g.add_argument("--gen-steps", type=int, default=600, help="training steps of the built-in one")
     g.add_argument("--gen-ch", type=int, default=32)
     g.add_argument("--gen-batch-size", type=int, default=128)
@@ -68,11 +68,18 @@ def register(subparsers) -> None:
     g.add_argument("--no-quality", action="store_true", help="skip the FD / memorisation report")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     add_device_options(p, amp=False)
-    p.add_argument("--out", default=None, help="run folder (default runs/genfl-<partition>-...)")
+    from ._common import add_output
+
+    add_output(p, help="run folder (default runs/genfl-<dataset>-<partition>-...)",
+               aliases=("--out",))
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ._common import check_output, require_extra
+
+    out_arg = check_output(args.output, folder=True)
+    require_extra("train", "ste-opt genfl")
     import torch
 
     from ..learning_hooks.genfl.fl import FLConfig
@@ -97,7 +104,7 @@ def run(args) -> int:
                                   batch_size=args.gen_batch_size, sample_steps=args.sample_steps,
                                   cfg_scale=args.cfg_scale))
     tag = f"a{args.alpha:g}" if args.partition == "dirichlet" else f"s{args.shards_per_client}"
-    out = Path(args.out) if args.out else Path("runs") / (
+    out = out_arg if out_arg is not None else Path("runs") / (
         f"genfl-{args.dataset}-{tag}-c{args.clients}-r{args.rounds}-{args.aggregation}-seed{args.seed}")
-    run_experiment(cfg, out, quality=not args.no_quality)
+    run_experiment(cfg, out, quality=not args.no_quality, log=print)
     return 0

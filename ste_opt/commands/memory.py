@@ -6,12 +6,12 @@
 """
 from __future__ import annotations
 
-import json
 import sys
 
 
 def register(sub):
     from ..learning_hooks.memory_model import METHODS, OPTIMIZERS, PRECISIONS
+    from ._common import add_output
 
     p = sub.add_parser("memory", help="analytic client/server training memory of a ViT split",
                        description="Predict the bytes one training step holds on the client and the "
@@ -43,7 +43,7 @@ def register(sub):
                    help="SFL-V1 server adapter copies (and FedLoRA adapters received)")
     p.add_argument("--unit", default="GiB", choices=["B", "KiB", "MiB", "GiB"])
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    p.add_argument("-o", "--output", default=None, help="also write the JSON to this file")
+    add_output(p, help="also write the JSON to this file (.json; '-' for standard output)")
     p.set_defaults(func=run)
 
 
@@ -70,15 +70,17 @@ def _estimates(args) -> list:
 
 
 def run(args) -> int:
+    from ._common import STDIO, check_output, dumps_json
+
+    out = check_output(args.output, suffixes=(".json",), stdout_ok=True)   # before any work
     ests = _estimates(args)
     doc = {"model": ests[0].spec.name, "spec": ests[0].as_dict()["spec"],
            "estimates": [{k: v for k, v in e.as_dict().items() if k != "spec"} for e in ests]}
-    if args.output:
-        from pathlib import Path
-
-        Path(args.output).write_text(json.dumps(doc, indent=2) + "\n")
-    if args.json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    text = dumps_json(doc) + "\n"
+    if out is not None and out != STDIO:
+        out.write_text(text)
+    if args.json or out == STDIO:
+        sys.stdout.write(text)
         return 0
     scale = {"B": 1, "KiB": 2 ** 10, "MiB": 2 ** 20, "GiB": 2 ** 30}[args.unit]
     s = ests[0].spec

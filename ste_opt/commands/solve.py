@@ -1,19 +1,26 @@
-"""``ste-opt solve``: solve an instance file and print a readable summary."""
+"""``ste-opt solve``: solve an instance file and print a readable summary (or JSON)."""
 from __future__ import annotations
+
+SOLUTION_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def register(sub):
     p = sub.add_parser("solve", help="solve an instance file",
-                       description="Solve a scenario file with one method; print a summary and "
-                                   "optionally write the solution (.json/.yaml).")
-    p.add_argument("instance", help="scenario file written by `ste-opt generate`")
+                       description="Solve a scenario file with one method; print a summary (or "
+                                   "the solution as JSON with --json) and optionally write the "
+                                   "solution (.json/.yaml/.yml, or - for JSON on stdout).")
+    p.add_argument("instance", help="scenario file written by `ste-opt generate` (- reads stdin)")
     p.add_argument("--method", default=None, help="solver (see `ste-opt methods`)")
     p.add_argument("--option", dest="options", action="append", metavar="KEY=VALUE",
                    help="solver option (repeatable), e.g. --option token_step=exact")
     p.add_argument("--problem-option", dest="problem_options", action="append", metavar="KEY=VALUE",
                    help="problem option (repeatable), e.g. --problem-option denominator=uplink")
-    p.add_argument("-o", "--output", default=None, help="write the solution here")
-    p.add_argument("--quiet", action="store_true", help="no per-device table")
+    p.add_argument("--json", action="store_true",
+                   help="print the solution and its check report as JSON instead of the summary")
+    from ._common import add_output
+
+    add_output(p, help="write the solution here (.json, .yaml, .yml; - writes JSON to stdout "
+                       "instead of the summary)")
     p.set_defaults(func=run)
 
 
@@ -63,19 +70,53 @@ def summary(problem, sol, per_device: bool = True) -> str:
 
 
 def run(args) -> int:
-    from ..errors import SolverError
-    from ..io import load_scenario, save_solution
-    from ..solvers import solve
-    from ._common import make_problem, parse_options
+    import logging
 
-    scen = load_scenario(args.instance)
+    from ..errors import SolverError
+    from ..io import save_solution
+    from ..solvers import list_methods, solve
+    from ._common import (
+        UsageError,
+        check_output,
+        dumps_json,
+        load_scenario_arg,
+        make_problem,
+        parse_options,
+        solver_output_to_stderr,
+    )
+
+    out = check_output(args.output, suffixes=SOLUTION_SUFFIXES, stdout_ok=True)
+    if out == "-" and args.json:
+        raise UsageError("--json and -o - both write to stdout: give one")
+    scen = load_scenario_arg(args.instance)
     problem = make_problem(scen, **parse_options(args.problem_options))
-    sol = solve(problem, args.method, **parse_options(args.options))
+    options = parse_options(args.options)
+    methods = {m.name: m for m in list_methods(problem)}
+    method = args.method or {"ste": "alternating", "sflam": "bcd"}.get(problem.kind)
+    if method not in methods:
+        raise UsageError(f"unknown method {method!r} for the {problem.kind} problem; available: "
+                         f"{', '.join(methods)}")
+    unknown = sorted(set(options) - set(methods[method].options))
+    if unknown:
+        raise UsageError(f"method {method!r} has no option(s) {', '.join(unknown)}; its options "
+                         f"are: {', '.join(methods[method].options) or '(none)'}")
+    logging.getLogger(__name__).debug("solving %s with %s %s", args.instance, method, options)
+    with solver_output_to_stderr():
+        sol = solve(problem, method, **options)
     report = problem.check(sol)
     if not report.ok:
         raise SolverError(f"solution fails check(): worst violation {report.worst()}")
+    if out is not None and out != "-":
+        save_solution(sol, out)
+    if args.json or out == "-":
+        data = sol.to_dict()
+        if args.json:
+            data = {"solution": data, "check": {"ok": bool(report.ok),
+                                                "max_violation": report.max_violation,
+                                                "violations": dict(report.violations)}}
+        print(dumps_json(data))
+        return 0
     print(summary(problem, sol, per_device=not args.quiet))
-    if args.output:
-        save_solution(sol, args.output)
-        print(f"\nwrote {args.output}")
+    if out is not None:
+        print(f"\nwrote {out}")
     return 0

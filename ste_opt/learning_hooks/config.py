@@ -38,7 +38,7 @@ DEFAULTS: dict = {
     "compression": {"tokens_kept": None, "keep_ratio": None, "bits": 32, "grad_bits": 32},
     "pretrain": {"epochs": 40, "lr": 1e-3, "batch_size": 64, "weight_decay": 0.05},
     "eval": {"batch_size": 256},
-    "output": {"dir": None, "checkpoint_every": 1, "tensorboard": False},
+    "output": {"dir": None, "checkpoint_every": 1, "tensorboard": False, "cache_dir": None},
 }
 
 
@@ -138,7 +138,12 @@ def tokens_kept_for(cfg: Mapping, num_patches: int) -> int | None:
 
 
 def default_checkpoint_path(cfg: Mapping) -> Path:
-    """``.cache/ste_opt/pretrained_<data>_<arch>_<shape>_s<seed>.pt`` (git-ignored)."""
+    """``<cache>/pretrained_<data>_<arch>_<shape>_s<seed>.pt``; ``<cache>`` is the config key
+    ``output.cache_dir``, else ``$STE_OPT_CACHE_DIR``, else the user's cache folder
+    (:func:`ste_opt.cache.cache_dir`)."""
+    from ..cache import cache_dir
+
     m, d = cfg["model"], cfg["data"]
     tag = f"{m['arch']}_p{m['patch_size']}_d{m['embed_dim']}x{m['depth']}h{m['num_heads']}_i{d['image_size']}"
-    return Path(".cache") / "ste_opt" / f"pretrained_{d['name']}_{tag}_s{cfg['seed']}.pt"
+    override = (cfg.get("output") or {}).get("cache_dir")
+    return cache_dir(override=override) / f"pretrained_{d['name']}_{tag}_s{cfg['seed']}.pt"

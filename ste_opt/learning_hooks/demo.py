@@ -3,7 +3,7 @@
 :func:`run` (called by :mod:`ste_opt.commands.demo` after the optimization half):
 
 1. gets the frozen backbone (pretrains it on the digits source split, or loads the cached local
-   checkpoint under ``.cache/ste_opt/``);
+   checkpoint in the cache folder, :func:`ste_opt.cache.cache_dir`);
 2. runs split federated LoRA fine-tuning on digits (config ``ste_opt/configs/demo.yaml``) with a
    :class:`~ste_opt.learning_hooks.closed_loop.SolverSchedule` (calibrate, redraw fading,
    solve with ``alternating``, schedule K_m at 8 bits; ``global`` certifies each round's gap when
@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["run", "run_pair", "summarize"]
 
@@ -149,6 +153,10 @@ def _plots(out: Path, rounds, clients) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         im = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set_xlabel("round")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("client")
         ax.set_title("K_m chosen by the solver (blank: excluded)")
         fig.colorbar(im, ax=ax, label="tokens kept")
@@ -284,9 +292,13 @@ def _round_table(rounds) -> str:
 
 def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str = "demo",
         method: str = "alternating", bits: int = 8, progress: bool = True,
-        overrides: dict | None = None) -> int:
+        overrides: dict | None = None, echo: Callable[[str], None] | None = None) -> int:
     """Run the closed-loop demo and write ``<out>/{history.csv, clients.csv, summary.json, *.png}``
-    (``overrides``: config keys merged into the config, e.g. ``{"device": "cuda", "amp": "bf16"}``)."""
+    (``overrides``: config keys merged into the config, e.g. ``{"device": "cuda", "amp": "bf16"}``).
+
+    The report goes to ``echo`` (the CLI passes ``print``; default: this module's logger, INFO).
+    """
+    echo = echo or _log.info
     import os
 
     import torch
@@ -297,8 +309,8 @@ def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str =
     cores = os.cpu_count() or 1
     if hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores - 0.5:
         torch.set_num_threads(1)   # a busy machine: one thread avoids OpenMP stalls
-    print(f"\n== closed loop: solver-scheduled split federated fine-tuning on digits "
-          f"({torch.get_num_threads()} torch thread(s))", flush=True)
+    echo(f"\n== closed loop: solver-scheduled split federated fine-tuning on digits "
+          f"({torch.get_num_threads()} torch thread(s))")
     res = run_pair(config, out=out, seed=seed, rounds=rounds, method=method, bits=bits, progress=progress,
                    overrides=overrides)
     summary = res["summary"]
@@ -308,14 +320,14 @@ def run(out="runs/demo", seed: int = 0, rounds: int | None = None, config: str =
     _write_csv(out / "clients.csv", res["clients"])
     summary["plots"] = _plots(out, res["rounds"], res["clients"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-    print(f"\nscenario: {sc['devices']} devices, W_tot {sc['bandwidth_hz'] / 1e6:.4g} MHz "
+    echo(f"\nscenario: {sc['devices']} devices, W_tot {sc['bandwidth_hz'] / 1e6:.4g} MHz "
           f"(paper 50 MHz x rho = {sc.get('scale', 1):.4g}), batch {sc['batch']} samples/round, "
           f"N {sc['n_patches']}, D {sc['dim']}, K_min {sc['k_min']}\n")
-    print(_round_table(res["rounds"]))
-    print()
-    print(_table(summary))
-    print(f"\nwrote {out}/history.csv, clients.csv, summary.json, {', '.join(summary['plots'])} "
-          f"in {summary['wall_s']:.0f} s", flush=True)
+    echo(_round_table(res["rounds"]))
+    echo("")
+    echo(_table(summary))
+    echo(f"\nwrote {out}/history.csv, clients.csv, summary.json, {', '.join(summary['plots'])} "
+          f"in {summary['wall_s']:.0f} s")
     return 0
 
 

@@ -76,11 +76,11 @@ def pretrain_backbone(cfg: Mapping, out_path: str | Path | None = None, splits: 
                                                 pct_start=0.1)
     rng = np.random.default_rng([seed, 99])
     t0 = time.perf_counter()
-    it = range(epochs)
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(it, desc="pretrain", unit="epoch")
-    for _ in it:
+    from ..progress import progress as progress_bar
+
+    bar = progress_bar(total=epochs * steps_per_epoch, enabled=bool(progress),
+                       desc=f"pretrain ({epochs} epochs)", unit="step")
+    for _ in range(epochs):
         model.train()
         order = rng.permutation(len(src))
         for i in range(0, len(src), bs):
@@ -93,6 +93,8 @@ def pretrain_backbone(cfg: Mapping, out_path: str | Path | None = None, splits: 
             scaler.step(opt)
             scaler.update()
             sched.step()
+            bar.update(1)
+    bar.close()
     seconds = time.perf_counter() - t0
     path = Path(out_path) if out_path else default_checkpoint_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -143,8 +144,9 @@ class SplitFedTrainer:
         if ckpt == "auto":
             path = default_checkpoint_path(cfg)
             if not path.is_file():
-                print(f"[ste-opt] no pretrained backbone at {path}: pretraining on the source split",
-                      flush=True)
+                logging.getLogger(__name__).info(
+                    "no pretrained backbone at %s: pretraining on the source split (once; "
+                    "later runs load it)", path)
                 pretrain_backbone(cfg, path, splits=self.splits, progress=self.progress)
             ckpt = path
         elif ckpt in (None, "none", "random"):
@@ -450,8 +452,8 @@ class SplitFedTrainer:
         todo = range(self.round_idx + 1, rounds)
         bar = None
         if self.progress:
-            from tqdm import tqdm
-            bar = tqdm(total=len(todo), desc=str(self.config["name"]), unit="round")
+            from ..progress import progress as progress_bar
+            bar = progress_bar(total=len(todo), desc=str(self.config["name"]), unit="round")
         every = int(self.config["output"]["checkpoint_every"] or 0)
         tb = None
         if self.config["output"].get("tensorboard") and self.run_dir is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,11 +34,12 @@ from .metrics import generator_quality, train_referee
 from .sources import ArraySource, DiffusersSource, FlowMatchingSource, SyntheticPool
 from .workflow import TOPUP_POLICIES, GenFLClient, GenFLServer, run_data_step
 
+_log = logging.getLogger(__name__)
+
 __all__ = ["GenFLRunConfig", "prepare_generator", "make_clients", "run_arms", "run_experiment",
            "save_sample_grid", "plot_accuracy", "write_history", "ARMS"]
 
 ARMS = ("real_only", "aigc_only", "genfl")
-DEFAULT_CACHE = Path(".cache") / "genfl"
 
 
 @dataclass
@@ -116,10 +118,12 @@ def _generator_cache_path(cfg: GenFLRunConfig) -> Path:
                       "server_per_class": cfg.server_per_class, "test_size": cfg.test_size,
                       "split_seed": cfg.split_seed}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return DEFAULT_CACHE / f"flow_matching-{cfg.dataset}-{digest}.pt"
+    from ...cache import cache_dir
+
+    return cache_dir("genfl") / f"flow_matching-{cfg.dataset}-{digest}.pt"
 
 
-def prepare_generator(cfg: GenFLRunConfig, split: GenFLSplit, log=print) -> tuple[object, dict]:
+def prepare_generator(cfg: GenFLRunConfig, split: GenFLSplit, log=_log.info) -> tuple[object, dict]:
     """Build the synthetic source named by ``cfg.source``; returns ``(source, info)``.
 
     ``builtin``: load ``cfg.generator_path`` (or the cache file keyed by the generator config and
@@ -168,7 +172,7 @@ def make_clients(cfg: GenFLRunConfig, split: GenFLSplit) -> list[GenFLClient]:
 
 
 def run_arms(cfg: GenFLRunConfig, split: GenFLSplit, pool: SyntheticPool | None,
-             log=print, on_round=None) -> tuple[list[dict], dict]:
+             log=_log.info, on_round=None) -> tuple[list[dict], dict]:
     """Run the configured arms; returns ``(history rows, extra info)``. ``on_round(row)`` is called
     after every round of every arm (the run folder uses it to write history.csv as it goes)."""
     rows: list[dict] = []
@@ -266,6 +270,9 @@ def plot_accuracy(rows: list[dict], path: Path, title: str = "") -> Path:
         ax.plot([r["round"] + 1 for r in rr], [100 * r["test_acc"] for r in rr], marker=".",
                 label=arm)
     ax.set_xlabel("rounds completed")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no 2.5-th round
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -277,9 +284,14 @@ def plot_accuracy(rows: list[dict], path: Path, title: str = "") -> Path:
 
 
 def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = True,
-                   log=print) -> dict:
-    """Full GenFL run: split, generator, quality report, the arms, and the run folder."""
+                   log=_log.info) -> dict:
+    """Full GenFL run: split, generator, quality report, the arms, and the run folder.
+
+    Messages go to ``log`` (default: this module's logger, INFO); the arms' rounds show a
+    progress bar (:func:`ste_opt.progress.progress`)."""
     import yaml
+
+    from ...progress import progress as progress_bar
 
     cfg.validate()
     out = Path(out_dir)
@@ -319,7 +331,17 @@ def run_experiment(cfg: GenFLRunConfig, out_dir: str | Path, *, quality: bool = 
         done.append(dict(row))
         write_history(done, out / "history.csv")
 
-    rows, extra = run_arms(cfg, split, pool, log, on_round=keep)
+    bar = progress_bar(total=len(cfg.arms) * int(cfg.fl.rounds), desc="GenFL arms", unit="round")
+
+    def keep_and_tick(row: dict) -> None:
+        keep(row)
+        bar.set_postfix(arm=row.get("arm"), acc=f"{row.get('test_acc', float('nan')):.3f}")
+        bar.update(1)
+
+    try:
+        rows, extra = run_arms(cfg, split, pool, log, on_round=keep_and_tick)
+    finally:
+        bar.close()
     summary.update(extra)
     summary["final_accuracy"] = {arm: [r for r in rows if r["arm"] == arm][-1]["test_acc"]
                                  for arm in cfg.arms}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...model.channel import BANDWIDTH_SAFETY, LN2, log1p_root
 from .knapsack import levels_of, polish
 
 __all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_token_step"]
@@ -67,6 +68,66 @@ class Static:
                 dF = np.diff(self.F[r0:r1], axis=1)
                 bad[r0:r1] = np.any(np.diff(dF, axis=1) > 1e-12 * (np.abs(dF[:, :-1]) + 1e-300), axis=1)
         self.bad_F = bad
+        # Energy-limited devices (p = E/t) have a τ-independent root x of ln(1+x) = c x:
+        # c = S ln2 N0 / (E h). Their roots are computed once per device (lazily) and every
+        # τ's W_min is a / x (a = p h / N0), as in ``min_bandwidth_hz``.
+        up = problem.uplink
+        with np.errstate(divide="ignore"):
+            self.c_energy = LN2 * up.noise_psd_w_hz / (up.energy_j * up.gain)  # (M,): c / S
+        self.x_energy = None
+        self.have_x = np.zeros(self.M, dtype=bool)
+
+    def energy_roots(self, idx):
+        """(len(idx), L) roots x for energy-limited rows ``idx`` (0 where no bandwidth sends the
+        level: W = inf; nan where the level has no bits: W = 0)."""
+        if self.x_energy is None:
+            self.x_energy = np.empty((self.M, self.L))
+        need = idx[~self.have_x[idx]]
+        if need.size:
+            c = self.c_energy[need][:, None] * self.bits_lev
+            x = log1p_root(c)
+            x = np.where((c > 0) & (c < 1), x, 0.0)
+            x[np.broadcast_to(self.bits_lev <= 0, x.shape)] = np.nan
+            self.x_energy[need] = x
+            self.have_x[need] = True
+        return self.x_energy[idx]
+
+    def table_chunk(self, tau, r0, r1, slopes):
+        """``(W, |∂W/∂τ|)`` of rows r0..r1 at τ (the slope None without ``slopes``): the model's
+        least bandwidth and slope (``UplinkWindows``), with the energy-limited rows from their
+        cached roots (same formulas, no root finding)."""
+        up = self.problem.uplink
+        sl = slice(r0, r1)
+        t_raw = tau - up.offset_s[sl]
+        t = np.minimum(t_raw, up.cap_s[sl])
+        pos = t > 0
+        ts = np.where(pos, t, 1.0)
+        e_over_t = up.energy_j[sl] / ts
+        en = pos & (up.p_max_w[sl] > e_over_t)
+        n_en = int(np.count_nonzero(en))
+        if n_en < 64:
+            w = up.least_bandwidth_hz(self.bits_lev, tau, rows=sl)
+            g = -up.least_bandwidth_slope(tau, w, rows=sl) if slopes else None
+            return w, g
+        w = np.empty((r1 - r0, self.L))
+        g = np.empty((r1 - r0, self.L)) if slopes else None
+        ie = np.flatnonzero(en)
+        if n_en < r1 - r0:
+            io = np.flatnonzero(~en)
+            w[io] = up.least_bandwidth_hz(self.bits_lev, tau, rows=r0 + io)
+            if slopes:
+                g[io] = -up.least_bandwidth_slope(tau, w[io], rows=r0 + io)
+        a = (e_over_t[ie] * up.gain[r0 + ie] / up.noise_psd_w_hz)[:, None]
+        x = self.energy_roots(r0 + ie)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            we = a / x * (1.0 + BANDWIDTH_SAFETY)
+        we[np.isnan(x)] = 0.0
+        w[ie] = we
+        if slopes:
+            growing = (t_raw[ie] > 0) & (t_raw[ie] <= up.cap_s[r0 + ie])
+            ge = we / ts[ie][:, None]
+            g[ie] = np.where(growing[:, None] & np.isfinite(we), ge, 0.0)
+        return w, g
 
     def chunks(self):
         r = self.rows_per_chunk
@@ -80,11 +141,9 @@ class Node:
     left (for the tangent interval bound)."""
 
     def __init__(self, st: Static, tau: float, slopes: bool = True):
-        pb = st.problem
         self.st = st
         self.tau = float(tau)
         M, L = st.M, st.L
-        up = pb.uplink
         self.W = np.empty((M, L))
         # |slope| in float32, rounded towards zero: the tangent costs W + d G stay below W_min
         self.G = np.empty((M, L), dtype=np.float32) if slopes else None
@@ -106,7 +165,7 @@ class Node:
 
         for r0, r1 in st.chunks():
             sl = slice(r0, r1)
-            w = up.least_bandwidth_hz(st.bits_lev, self.tau, rows=sl)
+            w, g = st.table_chunk(self.tau, r0, r1, slopes)
             bcol = st.base[sl]
             low = bcol > 0
             if low.any():                     # below a device's first level: its first level's cost
@@ -124,7 +183,6 @@ class Node:
                     r[jj < bcol[:, None]] = np.inf
                 Rb[sl] = r
             if slopes:
-                g = -up.least_bandwidth_slope(self.tau, w, rows=sl)
                 if low.any():
                     g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
                 self.G[sl] = g * (1 - 2.5e-7)
@@ -380,7 +438,7 @@ class Node:
                         lam_lo, cols_lo = lam, cc
                         break
                     lam_hi, cols_hi = lam, cc
-                    f = f * f * 4
+                    f = (f * f) ** 2      # 1.001, 1.004, 1.016, 1.066, ...: λ* moves little
             else:
                 lam_lo, cols_lo = lam_hint, cc
                 f = 1.001
@@ -391,7 +449,7 @@ class Node:
                         lam_hi, cols_hi = lam, cc
                         break
                     lam_lo, cols_lo = lam, cc
-                    f = f * f * 4
+                    f = (f * f) ** 2      # 1.001, 1.004, 1.016, 1.066, ...: λ* moves little
         else:
             g0, cols_lo = g(0.0)
             if g0 >= 0:                          # every useful level fits: λ* = 0
@@ -483,28 +541,47 @@ class Node:
             # the right of λ0 only if the a-end dominates with a negative subgradient
             if vb / b >= va / a or best <= target or ga >= 0:
                 return best
-            return self._interval_search(a, b, lam0, best, target, iters, rtol)
+            return self._interval_search(a, b, lam0, best, target, iters, rtol,
+                                         start=(vb, gb, va, ga))
         finally:
             self._R.pop(float(a), None)          # the a-end ratio table is not reused
             self._last.pop(float(a), None)
 
-    def _interval_search(self, a, b, lam0, best, target, iters, rtol):
+    def _interval_search(self, a, b, lam0, best, target, iters, rtol, start=None):
         """Minimize the convex ``h(λ) = max(Φ_b(λ)/b, Φ_a(λ)/a)`` right of λ0: bracket, then
         1-D cutting planes (the tangent lines of h at the bracket ends meet below h; their
-        intersection is the next trial and a lower bound on min h)."""
-        def h(lam):
-            vb_, gb_, _ = self.phi(lam, None)
-            va_, ga_, _ = self.phi(lam, a)
+        intersection is the next trial and a lower bound on min h). ``start``: ``(Φ_b, ∂Φ_b,
+        Φ_a, ∂Φ_a)`` at λ0 when already known. The first trial right of λ0 is where the a-end's
+        tangent at λ0 meets the b-end's value there (a little beyond), then steps grow by 4×."""
+        def pick(vb_, gb_, va_, ga_):
             fb_, fa_ = vb_ / b, va_ / a
             return (fb_, gb_ / b) if fb_ >= fa_ else (fa_, ga_ / a)
 
+        def h(lam):
+            vb_, gb_, _ = self.phi(lam, None)
+            va_, ga_, _ = self.phi(lam, a)
+            return pick(vb_, gb_, va_, ga_)
+
         st = self.st
         lo = lam0
+        if start is not None:
+            v_lo, s_lo = pick(*start)
+        else:
+            v_lo, s_lo = h(lo)
+        step = None
+        if lam0 > 0 and start is not None and start[3] < 0:
+            vb0, _, va0, ga0 = start
+            step = (va0 / a - vb0 / b) / (-ga0 / a) * 1.5
+            if not (np.isfinite(step) and 1e-9 * lam0 < step < lam0 / 64):
+                step = lam0 / 64
         lam = lam0 if lam0 > 0 else 1e-9 * float(np.sum(st.F[:, -1])) / st.W_tot
-        v_lo, s_lo = h(lo)
         hi = None
         for _ in range(200):
-            lam = lam * 2
+            if step is not None:
+                lam = lo + step
+                step *= 4
+            else:
+                lam = lam * 2
             v, sl = h(lam)
             best = min(best, v)
             if best <= target:

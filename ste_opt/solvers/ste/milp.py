@@ -119,8 +119,11 @@ def _solve_pyomo(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve, verb
 def _solve_highspy(M, dev, cost, value, W_tot, time_limit, mip_gap, presolve, verbose=False):
     import highspy
 
+    from ..stdio import c_stdout_silenced
+
     n = len(dev)
-    h = highspy.Highs()
+    with c_stdout_silenced():  # the constructor prints a banner before any option applies
+        h = highspy.Highs()
     sink = _highs_log_sink(verbose)
     h.setOptionValue("output_flag", sink is not None)
     if sink is not None:
