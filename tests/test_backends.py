@@ -329,3 +329,51 @@ def test_flower_simulation_matches_local(splits, local_ref, frozen_ref):
     import ray
 
     assert not ray.is_initialized()
+
+
+# ----------------------------------------------------------------------------- Flower ServerApp resume
+def test_flower_server_app_resume_run_config(tmp_path):
+    """The ServerApp's ``resume`` run-config key: same checks as ``ste-opt train --resume`` and, on
+    the local backend, a resumed run equals an uninterrupted one bit for bit."""
+    pytest.importorskip("flwr")
+    import json
+
+    import yaml
+
+    from ste_opt.errors import ConfigError
+    from ste_opt.learning_hooks.flower_app.server_app import flag, train
+
+    torch.set_num_threads(1)
+    cfg = {**TOY, "output": {"checkpoint_every": 1}}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    run = tmp_path / "run"
+    rc = {"config": str(path), "run-dir": str(run)}
+    assert [flag({"k": v}, "k") for v in (True, "true", "1", 0, "False", "no")] == [True, True, True,
+                                                                                    False, False, False]
+    with pytest.raises(ConfigError, match="expected true or false"):
+        flag({"resume": "maybe"}, "resume")
+    with pytest.raises(ConfigError, match="no run folder") as e:
+        train({"config": str(path), "rounds": 2, "resume": True}, "local")
+    assert e.value.key == "resume"
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train({**rc, "rounds": 2, "resume": "true"}, "local")
+    train({**rc, "rounds": 1}, "local")
+    hist = train({**rc, "rounds": 2, "resume": "true"}, "local")
+    assert [h["round"] for h in hist] == [0, 1]
+    from ste_opt.learning_hooks.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from ste_opt.learning_hooks.trainer import SplitFedTrainer
+
+    ref = SplitFedTrainer(cfg, backend="local", run_dir=False, progress=False)
+    ref.fit(2)
+    ck = load_checkpoint(run / CHECKPOINT_NAME)
+    assert ck.round == 1
+    assert_bitwise({**{f"client/{k}": v for k, v in ck.client.items()},
+                    **{f"server/{k}": v for k, v in ck.server.items()}}, adapters(ref))
+    # another config: refused, accepted with force (recorded)
+    path.write_text(yaml.safe_dump({**cfg, "seed": 2}))
+    with pytest.raises(ConfigError, match="another config"):
+        train({**rc, "rounds": 3, "resume": True}, "local")
+    train({**rc, "rounds": 3, "resume": True, "force": "true"}, "local")
+    assert json.loads((run / "resumes.json").read_text())[0]["forced"] is True
+    assert load_checkpoint(run / CHECKPOINT_NAME).round == 2
