@@ -257,7 +257,7 @@ def st_sflora(quick: bool) -> list[dict]:
 
 def table2() -> list[dict]:
     """ST-SFLora Table II from the analytic memory model (ViT-B/16, B = 64, cut 6, r 16)."""
-    from ste_opt.learning_hooks.memory import estimate
+    from ste_opt.learning_hooks.memory_model import estimate
     from ste_opt.model.payload import payload_bits
 
     P = "ST-SFLora"
@@ -338,7 +338,7 @@ def tsflora_ratios(batch: int = 64, dim: int = 768, tokens: int = 50) -> list[di
 
 
 def tsflora() -> tuple[list[dict], list[dict]]:
-    from ste_opt.learning_hooks.memory import estimate
+    from ste_opt.learning_hooks.memory_model import estimate
     from ste_opt.model.payload import payload_bits
 
     P = "TSFLora"

@@ -107,7 +107,7 @@ class ViTSpec:
 def vit_spec(name: str = "vit_base_patch16_224", *, num_classes: int | None = None, **overrides) -> ViTSpec:
     """A :class:`ViTSpec` from a timm name (``vit_{tiny,small,base,large,huge}_patch{P}_{S}``,
     ``vit_compact``) or any timm ViT (built on the meta device, no weights), with overrides."""
-    from .split import COMPACT_DEFAULTS  # light module-level constants only
+    from .spec import COMPACT_DEFAULTS  # torch-free
 
     m = re.fullmatch(r"vit_(tiny|small|base|large|huge)_patch(\d+)_(\d+)(?:\..*)?", name)
     if name == "vit_compact":

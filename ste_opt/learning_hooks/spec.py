@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ModelSpec", "PlanContext", "ProfileFn"]
+#: the embedded default backbone ("vit_compact"): digits upsampled to 32 px, 4-px patches. Kept
+#: here (no torch) so that the analytic memory model can describe it on a core-only install.
+COMPACT_DEFAULTS = dict(img_size=32, patch_size=4, in_chans=3, embed_dim=96, depth=6, num_heads=3,
+                        mlp_ratio=2.0)
+
+__all__ = ["ModelSpec", "PlanContext", "ProfileFn", "COMPACT_DEFAULTS"]
 
 #: ``profiles(client_ids, n_batches, round_idx) -> {client: array (N,)}``: each client's [CLS]
 #: attention at the split layer on its own data, sorted descending per sample and summed rank by

@@ -18,13 +18,12 @@ from torch import nn
 from ..errors import InvalidScenarioError
 from ._compat import import_peft, import_timm
 from .compress import cls_attention
+from .spec import COMPACT_DEFAULTS
 
 __all__ = ["build_vit", "load_pretrained", "ClientModule", "ServerModule", "SplitModel", "split_vit",
            "add_lora", "trainable_state", "load_trainable_state", "COMPACT_DEFAULTS"]
 
 #: The compact ViT used on CPU (digits 32×32, patch 4 → 64 patches).
-COMPACT_DEFAULTS = dict(img_size=32, patch_size=4, in_chans=3, embed_dim=96, depth=6, num_heads=3,
-                        mlp_ratio=2.0)
 
 
 def build_vit(arch: str = "vit_compact", num_classes: int = 10, checkpoint: str | Path | None = None,

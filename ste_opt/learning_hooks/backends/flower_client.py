@@ -148,6 +148,7 @@ class ShippedRoles:
             from .ray_actors import prepare_process
 
             prepare_process(1)
+            # bytes the driver of this run pickled and put in Ray's object store (never a file)
             roles = pickle.loads(ray.get(self.ref))
             ShippedRoles._cache.clear()
             ShippedRoles._cache[key] = roles

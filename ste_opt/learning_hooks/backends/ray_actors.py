@@ -37,6 +37,7 @@ class ClientWorker:
     def __init__(self, roles_blob: bytes, torch_threads: int | None,
                  failures: Sequence[tuple[int, int, int, str]] = ()):
         prepare_process(torch_threads)
+        # roles_blob: bytes the driver of this run pickled for its own actors (never a file)
         self.roles: dict[int, Any] = pickle.loads(roles_blob)
         self.failures = {(int(r), int(c)): (int(b), str(mode)) for r, c, b, mode in failures}
         self.times: dict[int, list[float]] = {}
@@ -96,6 +97,7 @@ class ServerActor:
 
     def __init__(self, server_blob: bytes, torch_threads: int | None):
         prepare_process(torch_threads)
+        # server_blob: bytes the driver of this run pickled for its own actor (never a file)
         self.role = pickle.loads(server_blob)
 
     def ping(self) -> int:
