@@ -10,8 +10,10 @@ Hosts are network namespaces joined by a bridge in a switch namespace, with addr
   from the round-1 checkpoint gives adapters bitwise equal to an uninterrupted ``local`` run.
 * **Flower**: a SuperLink (``a``) with TLS (a CA and a server certificate made here) and
   SuperNode authentication (keys made here, registered with ``flwr supernode register``), two
-  SuperNodes (``b``, ``c``); one round equals ``local``; then one SuperNode is killed and the
-  next round completes with the failure recorded.
+  SuperNodes (``b``, ``c``); rounds 0–1 equal ``local``; then one SuperNode is killed and the
+  next round completes with the failure recorded; with the SuperNode back, a ServerApp run with
+  ``resume=true`` from the round-1 checkpoint gives round 2 bitwise equal to an uninterrupted
+  ``local`` run.
 
 Skipped with the reason when namespaces cannot be made (no root, no ``ip``). Every wait is
 bounded; the namespaces are removed in ``finally``.
@@ -21,7 +23,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,24 +246,28 @@ def test_flower_superlink_tls_auth_two_supernodes_one_killed(tmp_path):
             rc = hosts.run("a", [str(VENV_BIN / "flwr"), "supernode", "register", str(certs / f"site{i}.pub"),
                                  "tls"], env=env, timeout=60, log=tmp_path / "register.log")
             assert rc == 0, (tmp_path / "register.log").read_text()[-2000:]
-        for i, h in enumerate(("b", "c", "c")):
-            # site2 (on host c, key not registered) must be refused by node authentication
-            hosts.popen(h, [str(VENV_BIN / "flower-supernode"), "--superlink", f"{link}:19493",
+        cfg_path = tmp_path / "fl.yaml"
+        cfg_path.write_text(yaml.safe_dump(FL_CFG))
+        app = ROOT / "ste_opt" / "learning_hooks" / "flower_app"
+
+        def supernode(i: int, h: str):
+            return hosts.popen(h, [str(VENV_BIN / "flower-supernode"), "--superlink", f"{link}:19493",
                             "--root-certificates", str(certs / "ca.crt"),
                             "--auth-supernode-private-key", str(certs / f"site{i}"),
                             "--port", str(19301 + i), "--max-retries", "3",
                             "--node-config", f"partition-id={min(i, 1)} num-partitions=2"],
                         env=env, log=tmp_path / f"supernode{i}.log", cwd=tmp_path)
-        cfg_path = tmp_path / "fl.yaml"
-        cfg_path.write_text(yaml.safe_dump(FL_CFG))
-        app = ROOT / "ste_opt" / "learning_hooks" / "flower_app"
 
-        def flwr_run(run_dir: Path, rounds: int) -> None:
+        def flwr_run(run_dir: Path, rounds: int, extra: str = "") -> None:
             rc = hosts.run("a", [str(VENV_BIN / "flwr"), "run", str(app), "tls", "--run-config",
                                  f"config='{cfg_path}' rounds={rounds} exchange='round' timeout={FL_TIMEOUT} "
-                                 f"pull-interval=0.05 run-dir='{run_dir}'"],
+                                 f"pull-interval=0.05 run-dir='{run_dir}'{extra}"],
                            env=env, timeout=120, log=tmp_path / "flwr_run.log")
             assert rc == 0, (tmp_path / "flwr_run.log").read_text()[-2000:]
+
+        for i, h in enumerate(("b", "c", "c")):
+            # site2 (on host c, key not registered) must be refused by node authentication
+            supernode(i, h)
 
         torch.set_num_threads(1)
         local = SplitFedTrainer(FL_CFG, run_dir=False, progress=False)
@@ -268,7 +276,12 @@ def test_flower_superlink_tls_auth_two_supernodes_one_killed(tmp_path):
         flwr_run(run, 3)
         # rounds 0-1 over TLS with authenticated SuperNodes on hosts b and c: equal to local
         wait_for(lambda: len(_history(run)) >= 2, 300, "two Flower rounds")
-        ck = load_checkpoint(run / CHECKPOINT_NAME)   # round 1's (round 2 waits for a reply now)
+        # round 1's checkpoint (round 2 waits for a reply now), kept for the resume below
+        # (history.csv is written just before the checkpoint)
+        ck1 = tmp_path / "checkpoint_round1.safetensors"
+        wait_for(lambda: load_checkpoint(shutil.copy(run / CHECKPOINT_NAME, ck1)).round >= 1, 30,
+                 "the round-1 checkpoint")
+        ck = load_checkpoint(ck1)
         assert ck.round == 1
         _assert_bitwise({f"server/{k}": v for k, v in ck.server.items()},
                         {f"server/{k}": v for k, v in local.server_global.items()})
@@ -283,6 +296,40 @@ def test_flower_superlink_tls_auth_two_supernodes_one_killed(tmp_path):
         wait_for(lambda: len(_history(run)) == 3, FL_TIMEOUT + 240, "round 2 after the kill")
         last = _history(run)[2]
         assert last["failed_clients"] == "1" and int(last["clients"]) == 2, last
-        assert load_checkpoint(run / CHECKPOINT_NAME).round == 2
+        wait_for(lambda: load_checkpoint(run / CHECKPOINT_NAME).round == 2, 30, "the round-2 checkpoint")
+        # host c back; resume=true from the round-1 checkpoint (the last before the failure):
+        # round 2 with both SuperNodes equals an uninterrupted local run of rounds 0-2
+        # the SuperLink refuses to activate the key of the killed node while it is still "online"
+        # (until two missed 30 s heartbeats): restart that SuperNode until it is activated
+        link_log = tmp_path / "superlink.log"
+        activated = link_log.read_text(errors="replace").count("Activated node_id")
+        node = [supernode(1, "c")]
+
+        def revived() -> bool:
+            if link_log.read_text(errors="replace").count("Activated node_id") > activated:
+                return True
+            if node[0].poll() is not None:   # refused: end its group (SuperExec too), try again
+                try:
+                    os.killpg(node[0].pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                time.sleep(3)
+                node[0] = supernode(1, "c")
+            return False
+
+        wait_for(revived, 150, "SuperNode site1 activated again", interval=1)
+        resumed = tmp_path / "resumed"
+        resumed.mkdir()
+        shutil.copy(ck1, resumed / CHECKPOINT_NAME)
+        flwr_run(resumed, 3, " resume=true")
+        local_rows = local.fit(rounds=3)
+        wait_for(lambda: len(_history(resumed)) == 3, FL_TIMEOUT + 240, "the resumed round 2")
+        rows = _history(resumed)
+        assert [r["round"] for r in rows] == ["0", "1", "2"] and not rows[2]["failed_clients"], rows
+        assert rows[:2] == _history(run)[:2]   # rounds 0-1 come from the checkpoint (same times), not re-run
+        assert float(rows[2]["test_loss"]) == local_rows[2]["test_loss"]
+        wait_for(lambda: load_checkpoint(resumed / CHECKPOINT_NAME).round == 2, 30, "the round-2 checkpoint")
+        _assert_bitwise({f"server/{k}": v for k, v in load_checkpoint(resumed / CHECKPOINT_NAME).server.items()},
+                        {f"server/{k}": v for k, v in local.server_global.items()})
     finally:
         hosts.close()
