@@ -4,6 +4,7 @@ import tarfile
 
 import numpy as np
 import pytest
+from fake_archives import write_tiny_imagenet
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
@@ -94,22 +95,7 @@ def test_cifar_errors(tmp_path):
 
 
 def _write_tiny(root, wnids=("n01", "n02"), per_class=3):
-    from PIL import Image
-    base = root / "tiny-imagenet-200"
-    (base / "val" / "images").mkdir(parents=True)
-    (base / "wnids.txt").write_text("\n".join(wnids) + "\n")
-    rng = np.random.default_rng(0)
-    lines = []
-    for w in wnids:
-        d = base / "train" / w / "images"
-        d.mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(d / f"{w}_{i}.JPEG")
-        name = f"val_{w}.JPEG"
-        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(base / "val" / "images" / name)
-        lines.append(f"{name}\t{w}\t0\t0\t63\t63")
-    (base / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
-    return base
+    return write_tiny_imagenet(root, wnids, per_class)
 
 
 def test_tiny_imagenet_folder(tmp_path):
