@@ -212,3 +212,20 @@ def test_milp_progress_goes_through_logging(caplog):
     with caplog.at_level("WARNING", logger="ste_opt.solvers.ste.milp"):
         so.solve(pb, "milp", backend="highspy", n_tau=3, refine=False)       # quiet by default
     assert not [r for r in caplog.records if r.name == "ste_opt.solvers.ste.milp"]
+
+
+def test_scip_progress_goes_through_logging(caplog):
+    """SCIP's progress (nodes, bounds, gap) reaches the logger: DEBUG by default, nothing above."""
+    pytest.importorskip("pyscipopt")
+    pb = small_problem(2, 3, 16, 4)
+    with caplog.at_level("DEBUG", logger="ste_opt.solvers.ste.reference"):
+        s = so.solve(pb, "scip", time_limit=30, progress_every_s=1e-3)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "ste_opt.solvers.ste.reference"]
+    prog = [m for m in msgs if m.startswith("scip: ") and " nodes, primal " in m]
+    assert prog and all(" gap " in m for m in prog)
+    assert any(m.startswith("scip: status ") for m in msgs)
+    assert s.status == "optimal"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ste_opt.solvers.ste.reference"):
+        so.solve(pb, "scip", time_limit=30)                    # quiet by default
+    assert not [r for r in caplog.records if r.name == "ste_opt.solvers.ste.reference"]

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
           "the exact MINLP (integer K, continuous W and p, epigraph on the straggler time) in "
           "pyscipopt; small M only, for validation", bound="bound")
 def scip(problem, time_limit: float = 300.0, gap: float = 1e-4, max_devices: int = 12,
-         verbose: bool = False):
+         verbose: bool = False, progress_every_s: float = 2.0):
     """Solve the STE problem as a nonconvex MINLP with SCIP (global optimality within ``gap``).
 
     Variables per device: integer tokens K, retention value f (hypograph of the concave piecewise
@@ -38,8 +38,10 @@ def scip(problem, time_limit: float = 300.0, gap: float = 1e-4, max_devices: int
     feasibility tolerance, against the exactly-feasible objective) is at most ``gap``; SCIP is run
     to ``gap / 2`` (at least 1e-9) to leave room for that inflation. ``"time_limit"`` when SCIP
     stopped on its time limit, ``"feasible"`` otherwise. ``verbose`` streams SCIP's own output to
-    stdout; a summary line goes to the logger ``ste_opt.solvers.ste.reference`` (INFO with
-    ``verbose``, else DEBUG).
+    stdout. Progress (nodes, SCIP's primal and dual bounds and gap, seconds; at most every
+    ``progress_every_s`` seconds, sooner on a new incumbent) and a summary line go to
+    the logger ``ste_opt.solvers.ste.reference`` (INFO with ``verbose``, else DEBUG: quiet in the
+    API, shown by the CLI's ``-v``).
     """
     try:
         import pyscipopt as ps
@@ -91,6 +93,10 @@ def scip(problem, time_limit: float = 300.0, gap: float = 1e-4, max_devices: int
     mdl.addCons(ps.quicksum(Wv) <= problem.W_tot / _SCALE)
     mdl.addCons(z * tau <= ps.quicksum(fs))
     mdl.setObjective(z, "maximize")
+    level = logging.INFO if verbose else logging.DEBUG
+    if log.isEnabledFor(level):
+        mdl.includeEventhdlr(_progress_handler(ps, level, float(progress_every_s)), "ste_opt_progress",
+                             "SCIP's progress to the ste_opt logger")
     mdl.optimize()
     st = mdl.getStatus()
     if mdl.getNSols() == 0:
@@ -108,6 +114,40 @@ def scip(problem, time_limit: float = 300.0, gap: float = 1e-4, max_devices: int
     log.log(logging.INFO if verbose else logging.DEBUG, "scip: status %s (SCIP: %s), %d nodes, gap %.3g",
             sol.status, st, nodes, sol.gap if sol.gap is not None else float("nan"))
     return sol
+
+
+def _progress_handler(ps, level: int, every_s: float):
+    """A SCIP event handler that logs the search's progress on node completion at most every
+    ``every_s`` seconds, and on a new incumbent at most every ``every_s / 4`` seconds."""
+
+    class Progress(ps.Eventhdlr):
+        last = -np.inf
+
+        def eventinit(self):
+            self.model.catchEvent(ps.SCIP_EVENTTYPE.BESTSOLFOUND, self)
+            self.model.catchEvent(ps.SCIP_EVENTTYPE.NODESOLVED, self)
+
+        def eventexit(self):
+            self.model.dropEvent(ps.SCIP_EVENTTYPE.BESTSOLFOUND, self)
+            self.model.dropEvent(ps.SCIP_EVENTTYPE.NODESOLVED, self)
+
+        def eventexec(self, event):
+            m = self.model
+            now = m.getSolvingTime()
+            found = event.getType() == ps.SCIP_EVENTTYPE.BESTSOLFOUND
+            if now - self.last < (every_s / 4 if found else every_s):
+                return
+            self.last = now
+            primal, dual = m.getPrimalbound(), m.getDualbound()
+            if found:                          # (the primal bound is updated after the event)
+                primal = max(primal, m.getSolObjVal(m.getBestSol()))
+            if m.isInfinity(abs(primal)) or m.isInfinity(abs(dual)):
+                return
+            gap = abs(dual - primal) / max(abs(primal), 1e-300)
+            log.log(level, "scip: %s%d nodes, primal %.8g, dual %.8g, gap %.3g (%.1f s)",
+                    "new incumbent, " if found else "", m.getNNodes(), primal, dual, gap, now)
+
+    return Progress()
 
 
 def _ste_of_combos(problem, K, iters: int = 100):
