@@ -139,3 +139,35 @@ def test_convergence_hand_values():
     assert fit.b0 == 0.05 and fit.as_scenario_fields()["conv_b0"] == 0.05
     assert fit.rounds([32], 0.2) == pytest.approx(10.0 / (0.15 - 5.0 / (2.0 ** 32 - 1) ** 2))
     assert fit.rounds([1], 0.2) == math.inf
+
+
+def test_least_bandwidth_and_its_tau_slope_are_convex_in_the_payload():
+    """The table-free knapsack search (solvers.ste.mckp) needs W_min and its τ-slope convex in K
+    for payloads affine in K. With W = a·w(r), r = S/t: w (the inverse of x ↦ ln(1+x)/x in 1/x) is
+    convex, and so is the slope's shape r·w'(r). Checked on the parametric curve (x = SNR), and on
+    the model's tables for full-power and energy-limited devices."""
+    x = np.logspace(-3, 6, 4001)[::-1]                       # r increasing
+    r = np.log1p(x) / x
+    w = 1 / x
+    dr = (x / (1 + x) - np.log1p(x)) / x ** 2
+    h = r * (-1 / x ** 2) / dr                                # r · dw/dr
+    for f in (w, h):
+        slope = np.diff(f) / np.diff(r)
+        assert np.all(np.diff(slope) >= -1e-7 * np.abs(slope[1:])), "not convex in the rate"
+    rng = np.random.default_rng(5)
+    M = 400
+    u = UplinkWindows(offset_s=rng.uniform(0, 2, M), cap_s=rng.uniform(1, 6, M),
+                      p_max_w=rng.uniform(0.05, 0.3, M), energy_j=rng.uniform(0.05, 1.5, M),
+                      gain=10 ** rng.uniform(-14, -12, M), noise_psd_w_hz=N0, budget_hz=3e6)
+    bits = (64 * (np.arange(60, 200) + 2) * 768 * 8.0)[None, :] / 50       # affine in K
+    for tau in (2.5, 4.0, 7.0):
+        W = u.least_bandwidth_hz(bits, tau)
+        G = -u.least_bandwidth_slope(tau, W)
+        fin = np.isfinite(W[:, 2:])                          # (W increases in K)
+        assert 0 < fin.mean() < 1                            # some levels beyond the rate limit
+        for X in (W, G):
+            with np.errstate(invalid="ignore"):                  # (inf - inf beyond the limit)
+                d2 = np.diff(X, 2, axis=1)
+            assert np.all(d2[fin] >= -1e-9 * X[:, 1:-1][fin])
+        energy = u.p_max_w > u.energy_j / np.maximum(u.window_s(tau), 1e-300)
+        assert 0 < energy.sum() < M                          # both regimes are covered

@@ -132,8 +132,13 @@ class UplinkWindows:
         a = (p_hat * self.gain[sl] / self.noise_psd_w_hz)[:, None]
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             y = a / W
-            den = np.where(y < 1e-4, y * y / 2 - 2 * y ** 3 / 3, np.log1p(y) - y / (1 + y))
-            full = W * np.log1p(y) / den
+            ly = np.log1p(y)
+            den = ly - y / (1 + y)
+            small = y < 1e-4
+            if small.any():             # series: ln(1+y) - y/(1+y) = y²/2 - 2y³/3 + ...
+                ys = y[small]
+                den[small] = ys * ys / 2 - 2 * ys ** 3 / 3
+            full = W * ly / den
         slope = np.where(energy[:, None], W, full) / t[:, None]
         slope = np.where(growing[:, None] & np.isfinite(W), slope, 0.0)
         return -slope

@@ -38,7 +38,7 @@ __all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_toke
 CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
 _MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
 _SMALL = 300_000       # tables up to this size: choose by counting (no per-device search)
-_FINAL = 2_000         # LP: bisect on λ until this many increments are left, then sort them
+_FINAL = 2_000         # LP: bisect on λ until max(this, M/4) increments are left, then sort them
 
 
 class Static:
@@ -61,6 +61,9 @@ class Static:
         self.WF_flat = problem.WF.reshape(-1)
         self.WF_off = self.rows * problem.WF.shape[1] + self.k0
         self.table_free = self.M * (self.L - 1) > _SMALL
+        # W_min and its τ-slope are convex in K when the payload is affine in K (see Node)
+        self.convex_in_k = bool(np.all(np.diff(self.bits_lev[0], 2) == 0))
+        self.zero_bits = bool(np.any(self.bits_lev <= 0))
         # rows whose values are not concave in K (rounding aside): searched by full argmax
         bad = np.zeros(self.M, dtype=bool)
         if self.table_free:
@@ -121,12 +124,16 @@ class Static:
         x = self.energy_roots(r0 + ie)
         with np.errstate(divide="ignore", invalid="ignore"):
             we = a / x * (1.0 + BANDWIDTH_SAFETY)
-        we[np.isnan(x)] = 0.0
+        if self.zero_bits:
+            we[np.isnan(x)] = 0.0
         w[ie] = we
         if slopes:
             growing = (t_raw[ie] > 0) & (t_raw[ie] <= up.cap_s[r0 + ie])
             ge = we / ts[ie][:, None]
-            g[ie] = np.where(growing[:, None] & np.isfinite(we), ge, 0.0)
+            if growing.all() and np.isfinite(we[:, -1]).all():     # (W increases in K)
+                g[ie] = ge
+            else:
+                g[ie] = np.where(growing[:, None] & np.isfinite(we), ge, 0.0)
         return w, g
 
     def chunks(self):
@@ -150,9 +157,12 @@ class Node:
         ar = np.arange(L)[None, :]
         jj = np.arange(L - 1)[None, :]
         Rb = np.empty((M, L - 1)) if st.table_free else None
-        # the table-free per-device search needs W (and G, for the tangent costs W + d G, d ≥ 0)
-        # convex in K; rows where rounding breaks that are flagged (and searched by full argmax)
-        check = st.table_free
+        # The table-free per-device search needs W (and G, for the tangent costs W + d G, d ≥ 0)
+        # convex in K. With a payload affine in K that is a property of the model (W_min is convex
+        # in the rate S/t and so is (S/t)·∂W_min/∂(S/t); docs/certified.md): rounding can then
+        # move a row maximum by a few ulps of λ W only, far inside BOUND_SLACK. Otherwise rows
+        # that are not convex are flagged (and searched by full argmax).
+        check = st.table_free and not st.convex_in_k
         bad_b = st.bad_F.copy()
         bad_g = np.zeros(M, dtype=bool)
 
@@ -172,27 +182,28 @@ class Node:
                 lowm = ar < bcol[:, None]
                 w = np.where(lowm, w[np.arange(r1 - r0), bcol][:, None], w)
             self.W[sl] = w
-            if check:
-                bad_b[sl] |= nonconvex(w)
+            if Rb is not None:
+                if check:
+                    bad_b[sl] |= nonconvex(w)
                 # the increment ratios at τ (the b end), while the chunk is in cache
+                r = Rb[sl]
                 with np.errstate(invalid="ignore", divide="ignore"):
-                    r = np.diff(st.F[sl], axis=1) / np.diff(w, axis=1)
+                    np.divide(np.diff(st.F[sl], axis=1), np.diff(w, axis=1), out=r)
                 if not np.isfinite(w[:, -1]).all():      # (W increases in K: the last level is the largest)
                     r[np.isnan(r) | ~np.isfinite(w[:, 1:])] = -1.0
                 if low.any():
                     r[jj < bcol[:, None]] = np.inf
-                Rb[sl] = r
             if slopes:
                 if low.any():
                     g = np.where(lowm, g[np.arange(r1 - r0), bcol][:, None], g)
-                self.G[sl] = g * (1 - 2.5e-7)
+                np.multiply(g, 1 - 2.5e-7, out=self.G[sl], casting="same_kind")
                 if check:
                     bad_g[sl] = nonconvex(g)
         self.feasible = bool(np.all(np.isfinite(self.W[st.rows, st.base]))) and \
             float(np.sum(self.W[st.rows, st.base])) <= st.W_tot
         self._R = {}
         self._last = {}
-        if check:
+        if Rb is not None:
             self._bad = {None: np.flatnonzero(bad_b) if bad_b.any() else None,
                          "a": np.flatnonzero(bad_b | bad_g) if (bad_b | bad_g).any() else None}
             self._R[None] = (Rb, self._bad[None])
@@ -461,7 +472,7 @@ class Node:
                 g_hi, cols_hi = g(lam_hi)
         if lam_star is None:
             for _ in range(200):
-                if int(np.sum(cols_lo - cols_hi)) <= _FINAL:
+                if int(np.sum(cols_lo - cols_hi)) <= max(_FINAL, st.M // 4):
                     break
                 mid = np.sqrt(lam_lo * lam_hi) if lam_lo > 0 else lam_hi / 64
                 gm, cm = g(mid, cols_hi)
