@@ -229,3 +229,76 @@ def test_scip_progress_goes_through_logging(caplog):
     with caplog.at_level("INFO", logger="ste_opt.solvers.ste.reference"):
         so.solve(pb, "scip", time_limit=30)                    # quiet by default
     assert not [r for r in caplog.records if r.name == "ste_opt.solvers.ste.reference"]
+
+
+@pytest.mark.parametrize("M", [40, 400])
+def test_table_free_nodes_agree_with_tables(M):
+    """FreeNode (no tables: each least bandwidth computed when a search reads it) gives the
+    table Node's LP, integer solution and bounds at every τ."""
+    from ste_opt.solvers.ste.mckp import FreeNode
+    pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=5))
+    st_t, st_f = Static(pb, tables="full"), Static(pb, tables="none")
+    assert st_f.free and not st_t.free
+    lo, hi = tau_range(pb)
+    hint_t = hint_f = (None, None)
+    for tau in np.geomspace(lo * 1.001, hi, 6):
+        nt, nf = Node(st_t, tau), FreeNode(st_f, tau)
+        assert nt.feasible == nf.feasible
+        if not nt.feasible:
+            continue
+        nt.lp(*hint_t)
+        nf.lp(*hint_f)
+        hint_t, hint_f = (nt.lam, nt.lp_cols), (nf.lam, nf.lp_cols)
+        assert nf.lp_value == pytest.approx(nt.lp_value, rel=1e-9)
+        assert nf.int_value == pytest.approx(nt.int_value, rel=1e-9)
+        assert np.sum(pb.w_min(nf.tokens, tau)) <= pb.W_tot * (1 + 1e-9)
+        # (the tables keep the τ-slopes in float32: tangent costs agree to ~1e-7 of d·|∂W/∂τ|)
+        for a in (tau * 0.99, tau * 0.9):
+            assert nf.interval_bound(a) == pytest.approx(nt.interval_bound(a), rel=1e-7)
+            for lam in (nt.lam * 0.7, nt.lam, nt.lam * 1.3):
+                assert nf.fixed_price_bound(lam, a)[0] == pytest.approx(
+                    nt.fixed_price_bound(lam, a)[0], rel=1e-7)
+            assert nf.fixed_price_bound(nt.lam, tau)[0] == pytest.approx(nt.lp_value / tau, rel=1e-9)
+        rt = exact_integer_step(nt, target=nt.int_value, rel_gap=1e-6)
+        rf = exact_integer_step(nf, target=nf.int_value, rel_gap=1e-6)
+        assert rf.bound == pytest.approx(rt.bound, rel=1e-8)
+        assert rf.value == pytest.approx(rt.value, rel=1e-8)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 3), n_tokens=st.integers(6, 22),
+       k_min=st.integers(1, 8), bw=st.sampled_from([0.2, 1.0, 4.0]),
+       den=st.sampled_from(["round", "uplink"]))
+def test_table_free_global_bound_never_below_brute(seed, n, n_tokens, k_min, bw, den):
+    """The large-problem path (no tables, the located price first) forced on tiny instances."""
+    try:
+        pb = small_problem(seed, n, n_tokens, k_min, bw, den)
+    except InfeasibleError:
+        return
+    b = so.solve(pb, "brute")
+    g = so.solve(pb, "global", tables="none")
+    assert pb.check(g).ok
+    assert g.status == "optimal" and g.gap <= 1e-4
+    assert g.bound >= b.objective * (1 - 1e-12)
+    assert b.bound >= g.objective * (1 - 1e-12)
+
+
+def test_table_free_global_certifies_a_seeded_sweep():
+    """The large-problem path on a few dozen small instances of the sweep: all certified, and
+    within tol of the tables' optimum."""
+    failures = []
+    n_run = 0
+    for i, M, den, floor, bits, w in sweep_instances(60):
+        try:
+            pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=2000 + i, bits=bits),
+                               denominator=den, retention_floor=floor, weights=w)
+        except InfeasibleError:
+            continue
+        n_run += 1
+        f = so.solve(pb, "global", tables="none", time_limit=30)
+        t = so.solve(pb, "global", tables="full", time_limit=30)
+        if not (f.status == "optimal" and f.gap <= 1e-4 and pb.check(f).ok
+                and f.bound >= t.objective * (1 - 1e-12) and t.bound >= f.objective * (1 - 1e-12)):
+            failures.append((i, M, f.status, f.gap, f.objective, t.objective))
+    assert n_run >= 45
+    assert not failures, failures

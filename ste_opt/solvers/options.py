@@ -50,6 +50,7 @@ DECLARED: dict[tuple[str, str], dict[str, Opt]] = {
     ("ste", "milp"): {"backend": Opt("choice", choices=("pyomo", "highspy")),
                       "refine": Opt("bool"), "presolve": Opt("bool")},
     ("ste", "scip"): {"progress_every_s": _TIME},
+    ("ste", "global"): {"tables": Opt("choice", choices=("auto", "full", "none"))},
     ("sflam", "milp"): {"refine": _count(1000, lo=0)},
     ("sflam", "bcd"): {"sca_options": Opt("mapping", choices=("max_iter", "tol", "solver"), none_ok=True)},
     ("sflam", "fixed_bits"): {"bits": Opt("int", lo=1, hi=32)},

@@ -31,7 +31,7 @@ import numpy as np
 from ...errors import SolverError
 from ..registry import register
 from .knapsack import BOUND_SLACK, certified_solution
-from .mckp import Node, Static, exact_integer_step
+from .mckp import Static, exact_integer_step, new_node
 from .taubb import best_first, tau_grid, tau_range
 
 __all__ = ["global_bb", "tau_range"]
@@ -44,7 +44,8 @@ log = logging.getLogger(__name__)
           "integer step; certified gap <= tol", bound="bound")
 def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
               n_init: int = 6, tangent: bool = True, cache_size: int | None = None,
-              exact_step: bool = True):
+              exact_step: bool = True, two_sided: bool = True, fixed_price: bool = True,
+              tables: str = "auto"):
     """Certified ε-optimal STE allocation.
 
     Parameters
@@ -60,8 +61,8 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         Use the tangent interval bound (much tighter, far fewer nodes); ``False`` uses the plain
         ``F_LP(τb)/τa``.
     cache_size : int, optional
-        τ points whose tables are kept (each about 20 bytes per device and level); default: as many
-        as fit in about 400 MB, at least 2 and at most 64.
+        τ points whose tables are kept, the one being built included (each about 20 bytes per
+        device and level); default: as many as fit in about 600 MB, at least 3 and at most 64.
     exact_step : bool
         Close the LP–integer gap with the exact integer knapsack (default); ``False`` keeps the
         LP-only search, which can stall on small instances (status ``time_limit``).
@@ -69,15 +70,15 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     if not tol > 0:
         raise SolverError(f"tol must be > 0, got {tol}")
     t_start = time.perf_counter()
-    st = Static(problem)
+    st = Static(problem, tables=tables)
     lo, hi = tau_range(problem)
     best = dict(value=-np.inf, tokens=None, tau=None)
     rows = st.rows
     if cache_size is None:
-        cache_size = int(min(64, max(2, 4e8 // (20.0 * st.M * st.L))))
+        cache_size = int(min(64, max(3, 6e8 // (20.0 * st.M * st.L))))
     cache: OrderedDict = OrderedDict()
     hint = [None, None]                  # previous LP price and columns (warm start)
-    stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0)
+    stats = dict(exact_steps=0, exact_nodes=0, exact_core_max=0, exact_incomplete=0, fixed_price=0)
     exact_ub: dict = {}     # τb -> (upper bound on the integer optimum F*(τb), complete, node budget)
     lp_gap: dict = {}       # τ -> (LP value, LP − integer value) of the knapsack there (None: infeasible)
 
@@ -91,32 +92,84 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             val, tau = value_f / t_act, t_act
         best.update(value=val, tokens=np.asarray(tokens).copy(), tau=tau)
 
-    def point(tau):
-        """Tables and LP at τ (cached); updates the incumbent."""
+    ref = dict(ratio=-np.inf, lam=None)  # LP price at the τ with the best LP ratio so far
+    starts: dict = {}                     # τ -> levels at the price ref["lam"] there
+
+    def nearest_start(tau):
+        if not starts:
+            return hint[1]
+        t = min(starts, key=lambda x: abs(np.log(x / tau)))
+        return starts[t]
+
+    def table(tau):
+        """Tables at τ (cached), LP not necessarily solved."""
         if tau in cache:
             cache.move_to_end(tau)
             return cache[tau]
-        nd = Node(st, tau, slopes=tangent)
+        while len(cache) >= max(cache_size, 1):        # make room first: peak memory = cache_size
+            cache.popitem(last=False)
+        nd = new_node(st, tau, slopes=tangent)
+        cache[tau] = nd
+        return nd
+
+    def point(tau):
+        """Tables and LP at τ (cached); updates the incumbent."""
+        nd = table(tau)
+        if nd.lam is not None or (tau in lp_gap and not nd.feasible):
+            return nd
         if nd.feasible:
             nd.lp(hint[0], hint[1])
             hint[:] = [nd.lam, nd.lp_cols]
             offer(nd.tokens, nd.int_value, tau)
-        cache[tau] = nd
+            if nd.lp_value / tau > ref["ratio"]:
+                if ref["lam"] != nd.lam:
+                    starts.clear()
+                ref.update(ratio=nd.lp_value / tau, lam=nd.lam)
+                starts[tau] = nd.lp_cols
         lp_gap[tau] = (nd.lp_value, nd.lp_value - nd.int_value) if nd.feasible else None
-        while len(cache) > cache_size:
-            cache.popitem(last=False)
         return nd
 
     def threshold():
         return best["value"] * (1 + tol) * (1 - 2 * BOUND_SLACK)
 
     def ibound(a, b):
+        u = np.inf
+        if tangent and fixed_price and ref["lam"] is not None:
+            # first the Lagrangian at the best LP's price (no LP at b): near the optimum that
+            # price is nearly the best one, so most intervals close here
+            nd = table(b)
+            if not nd.feasible:
+                return -np.inf
+            u, u_b, cols = nd.fixed_price_bound(ref["lam"], a, start=nearest_start(b))
+            if cols is not None:
+                starts[b] = cols
+            if u <= threshold():
+                stats["fixed_price"] += 1
+                return u
+            if st.free and u_b <= threshold() and b > a * (1 + 0.1 * np.sqrt(tol)):
+                # its end at b is below the threshold, so splitting closes it (the excess shrinks
+                # as the square of the width): no LP at b; the per-interval price, the LP and
+                # the exact step are for the intervals splitting cannot close
+                return u
         nd = point(b)
         if not nd.feasible:
             return -np.inf
         if not tangent:
             return nd.lp_value / a
-        return min(nd.interval_bound(a, target=threshold(), rtol=min(1e-6, tol / 100)), nd.lp_value / a)
+        rtol = min(1e-6, tol / 100)
+        u = min(u, nd.interval_bound(a, target=threshold(), rtol=rtol), nd.lp_value / a)
+        na = cache.get(a)
+        thr = threshold()
+        if two_sided and thr < u <= thr * (1 + 6 * tol) and na is not None and na.feasible \
+                and na.lam is not None and na.direct:
+            # the tangents at both ends: [a, m] from a's table, [m, b] from b's (about a quarter
+            # of the one-sided excess: tried only where that would close the interval)
+            m = float(np.sqrt(a * b))
+            if a < m < b:
+                u1 = na.interval_bound(m, target=threshold(), rtol=rtol)
+                if u1 < u:
+                    u = min(u, max(u1, nd.interval_bound(m, target=threshold(), rtol=rtol)))
+        return u
 
     def gap_at(a, b, ub):
         """Does the knapsack's LP–integer gap at b keep [a, b] open (the bound less that gap
@@ -156,6 +209,39 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     k0 = problem.k_lo.copy()
     tau0 = lo / (1 - 1e-9)
     best.update(value=float(np.sum(problem.WF[rows, k0])) / tau0, tokens=k0, tau=tau0)
+    def locate(max_lp=8):
+        """LPs at a few τ to put the price ``ref["lam"]`` near the best τ: a safeguarded secant
+        on the sign of d(F_LP(τ)/τ)/dτ (``τ dF/dτ − F``, the slope from the envelope theorem)
+        in log τ, to a bracket of 0.3 %. Returns the number of LPs."""
+        xa, xb = np.log(lo), np.log(hi)
+        pts = []
+        x = 0.5 * (xa + xb)
+        n = 0
+        while n < max_lp and xb - xa > 1e-2:
+            t = float(np.exp(x))
+            nd = point(t)
+            n += 1
+            if not nd.feasible:
+                xa = x
+            else:
+                d = nd.lp_tau_slope() * t - nd.lp_value
+                if not np.isfinite(d):
+                    break
+                if d > 0:
+                    xa = x                    # the ratio still grows: the best τ is right of t
+                else:
+                    xb = x
+                pts.append((x, d))
+            xn = 0.5 * (xa + xb)
+            if len(pts) >= 2 and pts[-1][1] != pts[-2][1]:
+                (x1, d1), (x2, d2) = pts[-2], pts[-1]
+                xs = x2 - d2 * (x2 - x1) / (d2 - d1)
+                if xa + 0.05 * (xb - xa) < xs < xb - 0.05 * (xb - xa):
+                    xn = xs
+            x = xn
+        return n
+
+    located = locate() if tangent and fixed_price and st.free else 0
     grid = tau_grid(lo, hi, n_init)
     heap: list = []
     for a, b in zip(grid[:-1], grid[1:]):
@@ -168,6 +254,9 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         if not exact_step or done:
             return None
         narrow = b <= a * (1 + tol / 4)
+        if st.free and not narrow and b > a * (1 + 0.1 * np.sqrt(tol)) and \
+                (b not in cache or cache[b].lam is None):
+            return None                 # (no LP at b yet: wide intervals are split first)
         if narrow or gap_at(a, b, -negu):
             # the LP–integer gap at b matters: bound by the integer optimum at b
             u = min(-negu, int_bound(b, a, 20_000 if narrow else 2_000) / a)
@@ -183,13 +272,13 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
                 yield (-u, lo_, hi_, False)
 
     def stop(splits):
-        if len(grid) + splits >= max_nodes or time.perf_counter() - t_start > time_limit:
+        if len(grid) + splits + located >= max_nodes or time.perf_counter() - t_start > time_limit:
             return "time_limit"
         return None
 
     status, bound, splits = best_first(heap, incumbent=lambda: best["value"], tol=tol, split=split,
                                        stop=stop, unsplittable="prune", refine=refine)
-    nodes = len(grid) + splits
+    nodes = len(grid) + splits + located
     log.debug("global: %d nodes, %d exact steps, bound %.9g, incumbent %.9g", nodes,
               stats["exact_steps"], bound, best["value"])
     return certified_solution(problem, best["tokens"], bound, method="global", status=status,

@@ -30,10 +30,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...errors import SolverError
 from ...model.channel import BANDWIDTH_SAFETY, LN2, log1p_root
 from .knapsack import levels_of, polish
 
-__all__ = ["Static", "Node", "exact_integer_step", "ExactResult", "knapsack_token_step"]
+__all__ = ["Static", "Node", "FreeNode", "new_node", "exact_integer_step", "ExactResult",
+           "knapsack_token_step"]
 
 CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
 _MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
@@ -45,7 +47,7 @@ class Static:
     """Per-problem data shared by every τ: the level grid, each device's first column, the value
     table (a view of ``problem.WF``) and the per-device quantities of W_min."""
 
-    def __init__(self, problem):
+    def __init__(self, problem, tables: str = "auto"):
         self.problem = problem
         self.lev = levels_of(problem)
         assert np.all(np.diff(self.lev) == 1) and self.lev[-1] == problem.N
@@ -64,13 +66,24 @@ class Static:
         # W_min and its τ-slope are convex in K when the payload is affine in K (see Node)
         self.convex_in_k = bool(np.all(np.diff(self.bits_lev[0], 2) == 0))
         self.zero_bits = bool(np.any(self.bits_lev <= 0))
+        # large problems: no tables (FreeNode), when the searches need no convexity checks;
+        # ``tables``: "auto" (that rule), "full" (always tables), "none" (never)
+        if tables not in ("auto", "full", "none"):
+            raise SolverError(f"tables must be 'auto', 'full' or 'none', got {tables!r}")
+        if tables == "none" and not self.convex_in_k:
+            raise SolverError("tables='none' needs a payload affine in the tokens")
+        self.free = self.convex_in_k and (tables == "none" or (tables == "auto" and self.table_free))
+        self.has_low = bool(np.any(self.base > 0))
+        self.low_mask = (np.arange(self.L)[None, :] < self.base[:, None]) if self.has_low and \
+            not self.table_free else None
         # rows whose values are not concave in K (rounding aside): searched by full argmax
         bad = np.zeros(self.M, dtype=bool)
-        if self.table_free:
+        if self.table_free or self.free:
             for r0, r1 in self.chunks():
                 dF = np.diff(self.F[r0:r1], axis=1)
                 bad[r0:r1] = np.any(np.diff(dF, axis=1) > 1e-12 * (np.abs(dF[:, :-1]) + 1e-300), axis=1)
         self.bad_F = bad
+        self.bad_rows = np.flatnonzero(bad) if bad.any() else None
         # Energy-limited devices (p = E/t) have a τ-independent root x of ln(1+x) = c x:
         # c = S ln2 N0 / (E h). Their roots are computed once per device (lazily) and every
         # τ's W_min is a / x (a = p h / N0), as in ``min_bandwidth_hz``.
@@ -209,39 +222,57 @@ class Node:
             self._R[None] = (Rb, self._bad[None])
         self.Wf = self.W.reshape(-1)
         self.Gf = self.G.reshape(-1) if self.G is not None else None
+        self.direct = not st.table_free       # Φ at one price by full row maxima (small tables)
         self.lam = None
         self.lp_value = -np.inf
         self.tokens = None
         self.int_value = -np.inf
 
+    # ------------------------------------------------------------------ table access
+    def w_at(self, idx, j):
+        """Least bandwidths ``W[idx, j]`` (Hz)."""
+        return self.W[idx, j]
+
+    def g_at(self, idx, j):
+        """Slopes ``G[idx, j]`` (Hz/s, rounded towards zero)."""
+        return self.G[idx, j]
+
+    def row_costs(self, rows, d: float):
+        """Whole rows of the costs ``W + d G`` of the devices ``rows`` (len(rows), L)."""
+        return self.W[rows] + d * self.G[rows] if d else self.W[rows]
+
     # ------------------------------------------------------------------ ratio tables
-    def costs_at(self, a: float | None):
-        """Cost table at the left end a (tangent at τ), or at τ itself (``a`` None)."""
-        if a is None or a >= self.tau:
-            return self.W
-        return self.W + (self.tau - a) * self.G
+    def offset(self, a: float | None) -> float:
+        """Multiplier d of the slope table in the costs ``W + d·G`` at the end ``a``: ``τ − a`` left
+        of τ (the tangent), 0 at τ, and ``τ − a`` inflated by 1e-6 right of τ (the tangent
+        extended to the right, with the float32 slopes rounded up instead of down)."""
+        if a is None or a == self.tau:
+            return 0.0
+        d = self.tau - float(a)
+        return d if d > 0 else d * (1 + 1e-6)
 
     def cost_cols(self, cols, a: float | None):
         st = self.st
-        w = self.W[st.rows, cols]
-        if a is None or a >= self.tau:
-            return w
-        return w + (self.tau - a) * self.G[st.rows, cols]
+        w = self.w_at(st.rows, cols)
+        d = self.offset(a)
+        return w + d * self.g_at(st.rows, cols) if d else w
 
     def ratios(self, a: float | None = None):
         """``(R, bad)``: running-minimum increment ratios (M, L-1) of the costs at ``a`` and the
         rows whose exact ratios are not non-increasing (``None`` when there are none)."""
-        key = None if a is None or a >= self.tau else float(a)
+        key = None if a is None or a == self.tau else float(a)
         got = self._R.get(key)
         if got is not None:
             return got
         st = self.st
         if st.table_free:                  # (the b-end table is built with W)
+            if key is not None and key > self.tau:
+                raise ValueError("costs right of τ need full ratio tables (small problems)")
             return None, self._bad["a"]
         M, L = st.M, st.L
         R = np.empty((M, L - 1))
         bad = np.zeros(M, dtype=bool)
-        d = 0.0 if key is None else self.tau - key
+        d = self.offset(key)
         jj = np.arange(L - 1)[None, :]
         for r0, r1 in st.chunks():
             C = self.W[r0:r1] if key is None else self.W[r0:r1] + d * self.G[r0:r1]
@@ -325,7 +356,7 @@ class Node:
     def _choose_free(self, lam, start, key):
         st = self.st
         n = st.L - 1
-        d = 0.0 if key is None else self.tau - key
+        d = self.offset(key)
         rows = st.rows
         if start is None:
             return self._bsearch_free(lam, d, rows, st.base.copy(), np.full(st.M, n, dtype=np.intp))
@@ -339,7 +370,7 @@ class Node:
             idx = idx[cols[idx] < n]
             idx = idx[self._ratio(idx, cols[idx], d) > lam]
         if idx.size:
-            cols[idx] = self._bsearch_free(lam, d, idx, cols[idx] + 1, np.full(idx.size, n, dtype=np.intp))
+            cols[idx] = self._gallop_free(lam, d, idx, cols[idx], right=True)
         idx = np.flatnonzero(cols > st.base)
         idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
         for _ in range(2):
@@ -349,8 +380,40 @@ class Node:
             idx = idx[cols[idx] > st.base[idx]]
             idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
         if idx.size:
-            cols[idx] = self._bsearch_free(lam, d, idx, st.base[idx].copy(), cols[idx] - 1)
+            cols[idx] = self._gallop_free(lam, d, idx, cols[idx] - 1, right=False)
         return cols
+
+    def _gallop_free(self, lam, d, idx, known, right: bool):
+        """First column with ratio ≤ λ of rows ``idx`` by steps of 4, 8, 16, ... from ``known``
+        (a column with ratio > λ when moving ``right``, else one with ratio ≤ λ), then a binary
+        search in the last step: the levels read stay near the start."""
+        n = self.st.L - 1
+        base = self.st.base[idx]
+        lo = np.empty_like(known)
+        hi = np.empty_like(known)
+        cur = known.copy()
+        todo = np.arange(idx.size)
+        step = 4
+        while todo.size:
+            if right:
+                p = np.minimum(cur[todo] + step, n)
+                fin = p >= n
+                inner = np.flatnonzero(~fin)
+                fin[inner] = self._ratio(idx[todo[inner]], p[inner], d) <= lam
+                done = todo[fin]                  # the answer is in (cur, p]
+                lo[done] = cur[done] + 1
+                hi[done] = p[fin]
+            else:
+                p = np.maximum(cur[todo] - step, base[todo])
+                gt = self._ratio(idx[todo], p, d) > lam
+                fin = gt | (p <= base[todo])
+                done = todo[fin]                  # the answer is in (p, cur] (or [base, cur])
+                lo[done] = np.where(gt, p + 1, p)[fin]
+                hi[done] = cur[done]
+            cur[todo[~fin]] = p[~fin]
+            todo = todo[~fin]
+            step *= 2
+        return self._bsearch_free(lam, d, idx, lo, hi)
 
     def _bsearch_free(self, lam, d, idx, lo, hi):
         n = self.st.L - 1
@@ -379,7 +442,7 @@ class Node:
         """``(Φ(λ), subgradient, columns)`` at the costs of end ``a`` (None: at τ). With
         ``exact`` (or for rows flagged non-monotone) the row maxima are full argmaxes."""
         st = self.st
-        key = None if a is None or a >= self.tau else float(a)
+        key = None if a is None or a == self.tau else float(a)
         R, bad = self.ratios(key)
         start = self._last.get(key)
         if start is None:
@@ -397,12 +460,12 @@ class Node:
     def _argmax_rows(self, rows, lam, a):
         st = self.st
         out = np.empty(rows.size, dtype=np.intp)
-        d = 0.0 if a is None or a >= self.tau else self.tau - a
+        d = self.offset(a)
         step = st.rows_per_chunk
         j = np.arange(st.L)[None, :]
         for i in range(0, rows.size, step):
             rr = rows[i:i + step]
-            C = self.W[rr] + d * self.G[rr] if d else self.W[rr]
+            C = self.row_costs(rr, d)
             with np.errstate(invalid="ignore"):
                 V = st.F[rr] - lam * C
             V[~np.isfinite(C) | (j < st.base[rr, None])] = -np.inf
@@ -426,7 +489,7 @@ class Node:
 
         def g(lam, start=None):
             cols = self.choose(R, lam, start)
-            return W_tot - float(np.sum(self.W[rows, cols])), cols
+            return W_tot - float(np.sum(self.w_at(rows, cols))), cols
 
         lam_star = None
         if lam_hint is not None and lam_hint > 0 and cols_hint is not None:
@@ -481,14 +544,14 @@ class Node:
                 else:
                     lam_lo, cols_lo = mid, cm
             # increments between the two: sort by ratio, take while the budget lasts
-            slack = W_tot - float(np.sum(self.W[rows, cols_hi]))
+            slack = W_tot - float(np.sum(self.w_at(rows, cols_hi)))
             cnt = cols_lo - cols_hi
             dev = np.repeat(rows, cnt)
             jj = np.repeat(cols_hi - np.cumsum(cnt) + cnt, cnt) + np.arange(dev.size)
             lam_star = lam_hi
             if dev.size:
                 rr = ratio_at(dev, jj)
-                dw = self.W[dev, jj + 1] - self.W[dev, jj]
+                dw = self.w_at(dev, jj + 1) - self.w_at(dev, jj)
                 order = np.lexsort((jj, -rr))
                 cum = np.cumsum(dw[order])
                 k = int(np.searchsorted(cum, slack, side="right"))
@@ -509,14 +572,15 @@ class Node:
 
     def _fill(self, cols, rounds):
         st = self.st
-        W, F = self.W, st.F
+        F = st.F
         last = st.L - 1
         k = cols.copy()
         for _ in range(rounds):
-            spare = st.W_tot - float(np.sum(W[st.rows, k]))
+            w_k = self.w_at(st.rows, k)
+            spare = st.W_tot - float(np.sum(w_k))
             nxt = np.minimum(k + 1, last)
             with np.errstate(invalid="ignore"):
-                dw = W[st.rows, nxt] - W[st.rows, k]
+                dw = self.w_at(st.rows, nxt) - w_k
             df = F[st.rows, nxt] - F[st.rows, k]
             can = (k < last) & np.isfinite(dw) & (dw <= spare) & (df > 0)
             cand = np.flatnonzero(can)
@@ -526,7 +590,7 @@ class Node:
             cum = np.cumsum(dw[order])
             n = max(int(np.searchsorted(cum, spare, side="right")), 1)
             k[order[:n]] += 1
-            if float(np.sum(W[st.rows, k])) > st.W_tot:
+            if float(np.sum(self.w_at(st.rows, k))) > st.W_tot:
                 k[order[:n]] -= 1
                 break
         return k
@@ -536,6 +600,9 @@ class Node:
         """Upper bound on the STE of every allocation with straggler time in ``[a, τ]``:
         ``min_λ max(Φ_τ(λ)/τ, Φ_a(λ)/a)`` with the tangent costs at a (see
         :func:`ste_opt.solvers.ste.knapsack.interval_bound`); every λ tried gives a valid bound.
+        With ``a > τ`` (small problems only), the same bound on ``[τ, a]`` with the tangent at τ
+        extended to the right: W_min is convex and non-increasing in τ, so for τ' ≥ τ it is
+        above ``W(τ) − (τ' − τ)|∂W/∂τ|`` with the left slope (at least the right one).
         Requires :meth:`lp` first. Stops as soon as the bound is ``<= target``, or when the
         bracket on the minimizing λ no longer changes the bound by more than ``rtol``."""
         b = self.tau
@@ -543,7 +610,7 @@ class Node:
             return -np.inf
         lam0 = self.lam
         vb, gb, _ = self.phi(lam0, None)
-        if a >= b:
+        if a == b:
             return vb / b
         try:
             va, ga, _ = self.phi(lam0, a)
@@ -557,6 +624,50 @@ class Node:
         finally:
             self._R.pop(float(a), None)          # the a-end ratio table is not reused
             self._last.pop(float(a), None)
+
+    def fixed_price_bound(self, lam: float, a: float, start=None):
+        """``max(Φ_τ(λ)/τ, Φ_a(λ)/a)`` at one given price λ ≥ 0 (tangent costs at ``a``): an upper
+        bound on the STE of every allocation with straggler time in ``[a, τ]`` (as in
+        :meth:`interval_bound`, for this λ only). Needs no LP at τ. ``start``: levels to start
+        the per-device searches from (e.g. λ's levels at a neighbouring τ).
+
+        Returns ``(bound, bound_at_tau, levels)``: the bound, its τ end ``Φ_τ(λ)/τ`` (what no
+        narrower interval ending at τ can go below with this λ), and the levels of the τ end
+        (None for small tables, whose row maxima are taken directly)."""
+        if not self.feasible:
+            return -np.inf, -np.inf, None
+        if self.direct and lam > 0:                       # small tables: row maxima directly
+            vb = self._phi_direct(lam, 0.0) / self.tau
+            if a == self.tau:
+                return vb, vb, None
+            return max(vb, self._phi_direct(lam, self.offset(a)) / a), vb, None
+        if start is not None and self._last.get(None) is None:
+            self._last[None] = start
+        vb, _, cols = self.phi(lam, None)
+        vb /= self.tau
+        if a == self.tau:
+            return vb, vb, cols
+        try:
+            return max(vb, self.phi(lam, a)[0] / a), vb, cols
+        finally:
+            self._R.pop(float(a), None)
+            self._last.pop(float(a), None)
+
+    def lp_tau_slope(self) -> float:
+        """``dF_LP/dτ`` at τ by the envelope theorem, ``λ* Σ_m |∂W_m/∂τ|`` at the LP's levels
+        (the fractional device's share ignored): an estimate, for locating the best τ."""
+        if self.lam is None or not self.feasible:
+            return np.nan
+        return float(self.lam * np.sum(self.g_at(self.st.rows, self.lp_cols)))
+
+    def _phi_direct(self, lam: float, d: float) -> float:
+        """``Φ(λ)`` (λ > 0) at the costs ``W + d G`` by a full maximum over each row's levels."""
+        st = self.st
+        C = self.W + d * self.G if d else self.W
+        V = st.F - lam * C                    # (inf costs: -inf; λ > 0)
+        if st.has_low:
+            V[st.low_mask] = -np.inf          # below a device's first level
+        return lam * st.W_tot + float(np.sum(np.max(V, axis=1)))
 
     def _interval_search(self, a, b, lam0, best, target, iters, rtol, start=None):
         """Minimize the convex ``h(λ) = max(Φ_b(λ)/b, Φ_a(λ)/a)`` right of λ0: bracket, then
@@ -623,6 +734,81 @@ class Node:
         return best
 
 
+class FreeNode(Node):
+    """A :class:`Node` without tables, for large problems: every least bandwidth and slope a
+    search reads is computed when read, by the model's own formulas
+    (:meth:`UplinkWindows.least_bandwidth_hz` and ``least_bandwidth_slope``, per device and
+    level). A price search from the neighbouring τ's levels reads a few levels per device, far
+    fewer than the L of a table, and nothing of size M·L is kept (memory O(M)). Used when the
+    payload is affine in K (W_min and its slope convex in K: the searches need no check)."""
+
+    def __init__(self, st: Static, tau: float, slopes: bool = True):
+        self.st = st
+        self.tau = float(tau)
+        self.slopes = bool(slopes)
+        self.G = None
+        self.direct = False
+        wb = self.w_at(st.rows, st.base)
+        self.feasible = bool(np.all(np.isfinite(wb))) and float(np.sum(wb)) <= st.W_tot
+        self._R = {}
+        self._last = {}
+        self.lam = None
+        self.lp_value = -np.inf
+        self.tokens = None
+        self.int_value = -np.inf
+
+    def w_at(self, idx, j):
+        st = self.st
+        bits = st.bits_lev[0, np.maximum(j, st.base[idx])]
+        return st.problem.uplink.least_bandwidth_hz(np.reshape(bits, (-1, 1)), self.tau,
+                                                    rows=idx)[:, 0]
+
+    def g_at(self, idx, j, w=None):
+        w = self.w_at(idx, j) if w is None else w
+        g = -self.st.problem.uplink.least_bandwidth_slope(self.tau, w[:, None], rows=idx)[:, 0]
+        return g * (1 - 2.5e-7)               # (as the tables: rounded towards zero)
+
+    def cost_cols(self, cols, a: float | None):
+        w = self.w_at(self.st.rows, cols)
+        d = self.offset(a)
+        return w + d * self.g_at(self.st.rows, cols, w) if d else w
+
+    def row_costs(self, rows, d: float):
+        st = self.st
+        lev = np.maximum(np.arange(st.L)[None, :], st.base[rows][:, None])
+        up = st.problem.uplink
+        w = up.least_bandwidth_hz(st.bits_lev[0, lev], self.tau, rows=rows)
+        if not d:
+            return w
+        return w + d * (-up.least_bandwidth_slope(self.tau, w, rows=rows) * (1 - 2.5e-7))
+
+    def _ratio(self, idx, j, d):
+        st = self.st
+        up = st.problem.uplink
+        lev = np.maximum(np.reshape(j, (-1, 1)) + np.arange(2)[None, :], st.base[idx][:, None])
+        w = up.least_bandwidth_hz(st.bits_lev[0, lev], self.tau, rows=idx)          # (n, 2)
+        if d:
+            w = w + d * (-up.least_bandwidth_slope(self.tau, w, rows=idx) * (1 - 2.5e-7))
+        w0, w1 = w[:, 0], w[:, 1]
+        fo = st.WF_off[idx] + j
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (st.WF_flat[fo + 1] - st.WF_flat[fo]) / (w1 - w0)
+        r[~np.isfinite(w1) | np.isnan(r)] = -1.0
+        r[j < st.base[idx]] = np.inf
+        return r
+
+    def ratios(self, a: float | None = None):
+        if a is not None and a > self.tau:
+            raise ValueError("costs right of τ need full ratio tables (small problems)")
+        return None, self.st.bad_rows
+
+
+def new_node(st: Static, tau: float, slopes: bool = True) -> Node:
+    """The knapsack at τ: a :class:`FreeNode` for large problems (``st.free``), else a
+    :class:`Node` with tables."""
+    return (FreeNode if st.free else Node)(st, tau, slopes=slopes)
+
+
 class ExactResult:
     """Outcome of :func:`exact_integer_step`: ``bound`` ≥ every integer value at τ (or ≤ the
     target when ``beaten`` is False), ``value``/``cols`` the best integer solution found."""
@@ -666,7 +852,7 @@ def exact_integer_step(node: Node, target: float, rel_gap: float = 0.0, max_node
     c_rows, c_lo, c_hi = [], [], []
     n_opts = 0
     for r0, r1 in st.chunks():
-        C = node.W[r0:r1]
+        C = node.row_costs(np.arange(r0, r1), 0.0)
         with np.errstate(invalid="ignore"):
             phi = st.F[r0:r1] - lam * C
         phi[~np.isfinite(C) | (j < st.base[r0:r1, None])] = -np.inf
@@ -687,7 +873,7 @@ def exact_integer_step(node: Node, target: float, rel_gap: float = 0.0, max_node
     fixed_mask = np.ones(st.M, dtype=bool)
     fixed_mask[core_rows] = False
     fr = np.flatnonzero(fixed_mask)
-    fixed_cost = float(np.sum(node.W[fr, fixed_cols[fr]]))
+    fixed_cost = float(np.sum(node.w_at(fr, fixed_cols[fr])))
     fixed_val = float(np.sum(st.F[fr, fixed_cols[fr]]))
     core = core_rows.size
     if core == 0:
@@ -722,7 +908,7 @@ def _core_bb(node, rows, lo0, hi0, budget, target, max_nodes, abs_gap):
 
     st = node.st
     n = rows.size
-    Wrow = node.W[rows]
+    Wrow = node.row_costs(rows, 0.0)
     Frow = st.F[rows]
     cnt = hi0 - lo0
     dev = np.repeat(np.arange(n), cnt)
@@ -810,7 +996,7 @@ def knapsack_token_step(problem, tau: float, scales=(0.9, 0.95, 0.98, 1.0, 1.02,
     hint = (None, None)
     for s in scales:
         t = float(min(tau * s, problem.tau_max))
-        nd = Node(static, t, slopes=False)
+        nd = new_node(static, t, slopes=False)
         if not nd.feasible:
             continue
         nd.lp(*hint)
