@@ -360,9 +360,19 @@ class Node:
         rows = st.rows
         if start is None:
             return self._bsearch_free(lam, d, rows, st.base.copy(), np.full(st.M, n, dtype=np.intp))
-        cols = start.copy()
-        idx = np.flatnonzero(cols < n)
-        idx = idx[self._ratio(idx, cols[idx], d) > lam]
+        cols = self._predict(lam, d, start)
+        if n >= 3:
+            # both checks from one computation: R(cols) > λ (move right), R(cols-1) ≤ λ (left)
+            j = np.clip(cols - 1, 0, n - 2)
+            r0, r1 = self._ratio2(rows, j, d)
+            mid = cols == j + 1
+            right = (cols < n) & (np.where(mid, r1, r0) > lam)
+            left = (cols > st.base) & (np.where(mid, r0, r1) <= lam) & ~right
+            idx = np.flatnonzero(right)
+        else:
+            left = None
+            idx = np.flatnonzero(cols < n)
+            idx = idx[self._ratio(idx, cols[idx], d) > lam]
         for _ in range(2):
             if not idx.size:
                 break
@@ -371,8 +381,11 @@ class Node:
             idx = idx[self._ratio(idx, cols[idx], d) > lam]
         if idx.size:
             cols[idx] = self._gallop_free(lam, d, idx, cols[idx], right=True)
-        idx = np.flatnonzero(cols > st.base)
-        idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
+        if left is not None:
+            idx = np.flatnonzero(left)
+        else:
+            idx = np.flatnonzero(cols > st.base)
+            idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
         for _ in range(2):
             if not idx.size:
                 break
@@ -382,6 +395,28 @@ class Node:
         if idx.size:
             cols[idx] = self._gallop_free(lam, d, idx, cols[idx] - 1, right=False)
         return cols
+
+    def _predict(self, lam, d, start):
+        """A better start for the per-device searches: from the ratios at ``start`` and the level
+        after it, step to where the ratio line crosses λ (at most 48 levels). Only a start: the
+        searches that follow find the exact level either way."""
+        st = self.st
+        n = st.L - 1
+        j = np.clip(start, st.base, max(n - 2, 0))
+        if n < 3:
+            return start.copy()
+        r0, r1 = self._ratio2(st.rows, j, d)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            slope = r0 - r1
+            ok = np.isfinite(r0) & np.isfinite(r1) & (r1 >= 0) & (slope > 0)
+            step = (r0 - lam) / np.where(ok, slope, 1.0)
+        step = np.where(ok, np.clip(step, -48, 48), 0.0)
+        cols = j + np.where(step > 0, np.ceil(step), np.floor(step)).astype(np.intp)
+        return np.clip(cols, st.base, n)
+
+    def _ratio2(self, idx, j, d):
+        """Increment ratios at j and j + 1 (j ≤ L-3) of rows ``idx``."""
+        return self._ratio(idx, j, d), self._ratio(idx, j + 1, d)
 
     def _gallop_free(self, lam, d, idx, known, right: bool):
         """First column with ratio ≤ λ of rows ``idx`` by steps of 4, 8, 16, ... from ``known``
@@ -493,37 +528,46 @@ class Node:
 
         lam_star = None
         if lam_hint is not None and lam_hint > 0 and cols_hint is not None:
-            # bracket λ* from the previous price and columns (neighbouring τ: close by)
+            # bracket λ* from the previous price and columns (neighbouring τ: close by): steps in
+            # log λ from the secant of g through the last two prices (x1.5, at least 0.1 %)
+            x0 = np.log(lam_hint)
             gg, cc = g(lam_hint, cols_hint)
-            if gg >= 0:
-                lam_hi, cols_hi = lam_hint, cc
-                f = 1.001
-                while True:
-                    lam = lam_hi / f
-                    if lam < 1e-12 * lam_hint:
-                        g0, c0 = g(0.0, cols_hi)
-                        if g0 >= 0:
-                            lam_star, cols_hi = 0.0, c0
-                        else:
-                            lam_lo, cols_lo = 0.0, c0
-                        break
-                    gg, cc = g(lam, cols_hi)
-                    if gg < 0:
-                        lam_lo, cols_lo = lam, cc
-                        break
-                    lam_hi, cols_hi = lam, cc
-                    f = (f * f) ** 2      # 1.001, 1.004, 1.016, 1.066, ...: λ* moves little
+            pts = [(x0, gg)]
+            up = gg < 0                       # g increases with λ: below the root, raise λ
+            step = 1e-3
+            lam_lo = lam_hi = None
+            if up:
+                lam_lo, cols_lo, v_lo = lam_hint, cc, gg
             else:
-                lam_lo, cols_lo = lam_hint, cc
-                f = 1.001
-                while True:
-                    lam = lam_lo * f
-                    gg, cc = g(lam, cols_lo)
-                    if gg >= 0:
-                        lam_hi, cols_hi = lam, cc
-                        break
-                    lam_lo, cols_lo = lam, cc
-                    f = (f * f) ** 2      # 1.001, 1.004, 1.016, 1.066, ...: λ* moves little
+                lam_hi, cols_hi, v_hi = lam_hint, cc, gg
+            x = x0
+            while True:
+                if len(pts) >= 2 and pts[-1][1] != pts[-2][1]:
+                    (xa, ga), (xb, gb) = pts[-2], pts[-1]
+                    est = abs(gb * (xb - xa) / (gb - ga)) * 1.5
+                    step = min(max(est, step, 1e-3), 4 * step, 2.0)
+                x = x + step if up else x - step
+                lam = float(np.exp(x))
+                if not up and lam < 1e-12 * lam_hint:
+                    g0, c0 = g(0.0, cols_hi)
+                    if g0 >= 0:
+                        lam_star, cols_hi = 0.0, c0
+                    else:
+                        lam_lo, cols_lo, v_lo = 0.0, c0, g0
+                    break
+                gg, cc = g(lam, cols_lo if up else cols_hi)
+                pts.append((x, gg))
+                if up and gg >= 0:
+                    lam_hi, cols_hi, v_hi = lam, cc, gg
+                    break
+                if not up and gg < 0:
+                    lam_lo, cols_lo, v_lo = lam, cc, gg
+                    break
+                if up:
+                    lam_lo, cols_lo, v_lo = lam, cc, gg
+                else:
+                    lam_hi, cols_hi, v_hi = lam, cc, gg
+                step *= 2
         else:
             g0, cols_lo = g(0.0)
             if g0 >= 0:                          # every useful level fits: λ* = 0
@@ -531,18 +575,29 @@ class Node:
             else:
                 top = float(np.max(ratio_at(rows, np.minimum(st.base, n - 1)), initial=1.0))
                 top = top if np.isfinite(top) and top > 0 else 1.0
-                lam_lo, lam_hi = 0.0, max(top, 1e-300) * 2
-                g_hi, cols_hi = g(lam_hi)
+                lam_lo, lam_hi, v_lo = 0.0, max(top, 1e-300) * 2, g0
+                v_hi, cols_hi = g(lam_hi)
         if lam_star is None:
+            # regula falsi (Illinois) in log λ once both ends are positive, else bisection
+            side = 0                           # consecutive moves of the same end (Illinois)
             for _ in range(200):
                 if int(np.sum(cols_lo - cols_hi)) <= max(_FINAL, st.M // 4):
                     break
                 mid = np.sqrt(lam_lo * lam_hi) if lam_lo > 0 else lam_hi / 64
+                if lam_lo > 0 and v_hi > v_lo:
+                    xl, xh = np.log(lam_lo), np.log(lam_hi)
+                    wl = 0.5 ** max(-side - 1, 0)
+                    wh = 0.5 ** max(side - 1, 0)
+                    xm = (xl * v_hi * wh - xh * v_lo * wl) / (v_hi * wh - v_lo * wl)
+                    if xl + 0.02 * (xh - xl) < xm < xh - 0.02 * (xh - xl):
+                        mid = float(np.exp(xm))
                 gm, cm = g(mid, cols_hi)
                 if gm >= 0:
-                    lam_hi, cols_hi = mid, cm
+                    lam_hi, cols_hi, v_hi = mid, cm, gm
+                    side = side + 1 if side > 0 else 1
                 else:
-                    lam_lo, cols_lo = mid, cm
+                    lam_lo, cols_lo, v_lo = mid, cm, gm
+                    side = side - 1 if side < 0 else -1
             # increments between the two: sort by ratio, take while the budget lasts
             slack = W_tot - float(np.sum(self.w_at(rows, cols_hi)))
             cnt = cols_lo - cols_hi
@@ -562,6 +617,7 @@ class Node:
                 np.add.at(cols_hi, dev[take], 1)
         self.lam = max(lam_star, 0.0)
         self.lp_cols = cols_hi
+        self._last[None] = cols_hi             # (the next searches at this τ start here)
         val, _, _ = self.phi(self.lam, None)
         self.lp_value = val
         kidx = self._fill(cols_hi, fill_rounds)
@@ -759,13 +815,14 @@ class FreeNode(Node):
 
     def w_at(self, idx, j):
         st = self.st
-        bits = st.bits_lev[0, np.maximum(j, st.base[idx])]
+        bits = st.bits_lev[0, np.maximum(j, st.base[idx]) if st.has_low else j]
         return st.problem.uplink.least_bandwidth_hz(np.reshape(bits, (-1, 1)), self.tau,
-                                                    rows=idx)[:, 0]
+                                                    rows=None if idx is st.rows else idx)[:, 0]
 
     def g_at(self, idx, j, w=None):
         w = self.w_at(idx, j) if w is None else w
-        g = -self.st.problem.uplink.least_bandwidth_slope(self.tau, w[:, None], rows=idx)[:, 0]
+        rows = None if idx is self.st.rows else idx
+        g = -self.st.problem.uplink.least_bandwidth_slope(self.tau, w[:, None], rows=rows)[:, 0]
         return g * (1 - 2.5e-7)               # (as the tables: rounded towards zero)
 
     def cost_cols(self, cols, a: float | None):
@@ -782,20 +839,33 @@ class FreeNode(Node):
             return w
         return w + d * (-up.least_bandwidth_slope(self.tau, w, rows=rows) * (1 - 2.5e-7))
 
-    def _ratio(self, idx, j, d):
+    def _ratios_from(self, idx, j, d, k):
+        """Increment ratios at j, ..., j + k - 1 of rows ``idx`` ((n, k); the table conventions),
+        from one computation of the costs at the k + 1 levels j .. j + k."""
         st = self.st
         up = st.problem.uplink
-        lev = np.maximum(np.reshape(j, (-1, 1)) + np.arange(2)[None, :], st.base[idx][:, None])
-        w = up.least_bandwidth_hz(st.bits_lev[0, lev], self.tau, rows=idx)          # (n, 2)
+        rows = None if idx is st.rows else idx          # (all devices: slices, no gathers)
+        jj = np.reshape(j, (-1, 1)) + np.arange(k + 1)[None, :]
+        lev = np.maximum(jj, st.base[idx][:, None]) if st.has_low else jj
+        w = up.least_bandwidth_hz(st.bits_lev[0, lev], self.tau, rows=rows)         # (n, k+1)
         if d:
-            w = w + d * (-up.least_bandwidth_slope(self.tau, w, rows=idx) * (1 - 2.5e-7))
-        w0, w1 = w[:, 0], w[:, 1]
-        fo = st.WF_off[idx] + j
+            w += d * (1 - 2.5e-7) * -up.least_bandwidth_slope(self.tau, w, rows=rows)
+        fo = st.WF_off[idx][:, None] + jj
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = (st.WF_flat[fo + 1] - st.WF_flat[fo]) / (w1 - w0)
-        r[~np.isfinite(w1) | np.isnan(r)] = -1.0
-        r[j < st.base[idx]] = np.inf
+            r = np.diff(st.WF_flat[fo], axis=1)
+            r /= np.diff(w, axis=1)
+        if not np.isfinite(w[:, -1]).all() or np.isnan(r).any():   # (W increases in K)
+            r[~np.isfinite(w[:, 1:]) | np.isnan(r)] = -1.0
+        if st.has_low:
+            r[jj[:, :-1] < st.base[idx][:, None]] = np.inf
         return r
+
+    def _ratio(self, idx, j, d):
+        return self._ratios_from(idx, j, d, 1)[:, 0]
+
+    def _ratio2(self, idx, j, d):
+        r = self._ratios_from(idx, j, d, 2)
+        return r[:, 0], r[:, 1]
 
     def ratios(self, a: float | None = None):
         if a is not None and a > self.tau:
