@@ -361,6 +361,7 @@ class Node:
         if start is None:
             return self._bsearch_free(lam, d, rows, st.base.copy(), np.full(st.M, n, dtype=np.intp))
         cols = self._predict(lam, d, start)
+        verified = None
         if n >= 3:
             # both checks from one computation: R(cols) > λ (move right), R(cols-1) ≤ λ (left)
             j = np.clip(cols - 1, 0, n - 2)
@@ -369,6 +370,7 @@ class Node:
             right = (cols < n) & (np.where(mid, r1, r0) > lam)
             left = (cols > st.base) & (np.where(mid, r0, r1) <= lam) & ~right
             idx = np.flatnonzero(right)
+            verified = (j, cols.copy())
         else:
             left = None
             idx = np.flatnonzero(cols < n)
@@ -394,7 +396,13 @@ class Node:
             idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
         if idx.size:
             cols[idx] = self._gallop_free(lam, d, idx, cols[idx] - 1, right=False)
+        if verified is not None:
+            self._after_choose(key, verified, cols)
         return cols
+
+    def _after_choose(self, key, verified, cols):
+        """Hook after a per-device search that checked every device at ``verified = (j, cols0)``
+        (the tables have nothing to do)."""
 
     def _predict(self, lam, d, start):
         """A better start for the per-device searches: from the ratios at ``start`` and the level
@@ -527,6 +535,14 @@ class Node:
             return W_tot - float(np.sum(self.w_at(rows, cols))), cols
 
         lam_star = None
+        if (lam_hint is None or not lam_hint > 0 or cols_hint is None) and n >= 2:
+            # no neighbour to start from: the median increment ratio at the middle levels
+            mid_cols = np.maximum((st.base + n) // 2, st.base)
+            mid_cols = np.minimum(mid_cols, n - 1)
+            r = ratio_at(rows, mid_cols)
+            r = r[np.isfinite(r) & (r > 0)]
+            if r.size:
+                lam_hint, cols_hint = float(np.median(r)), mid_cols
         if lam_hint is not None and lam_hint > 0 and cols_hint is not None:
             # bracket λ* from the previous price and columns (neighbouring τ: close by): steps in
             # log λ from the secant of g through the last two prices (x1.5, at least 0.1 %)
@@ -804,6 +820,8 @@ class FreeNode(Node):
         self.slopes = bool(slopes)
         self.G = None
         self.direct = False
+        self._stash = None
+        self._costs = None                    # (key, levels, costs there) of the last search
         wb = self.w_at(st.rows, st.base)
         self.feasible = bool(np.all(np.isfinite(wb))) and float(np.sum(wb)) <= st.W_tot
         self._R = {}
@@ -815,6 +833,9 @@ class FreeNode(Node):
 
     def w_at(self, idx, j):
         st = self.st
+        got = self._costs
+        if got is not None and got[0] is None and got[1] is j and idx is st.rows:
+            return got[2]
         bits = st.bits_lev[0, np.maximum(j, st.base[idx]) if st.has_low else j]
         return st.problem.uplink.least_bandwidth_hz(np.reshape(bits, (-1, 1)), self.tau,
                                                     rows=None if idx is st.rows else idx)[:, 0]
@@ -826,9 +847,30 @@ class FreeNode(Node):
         return g * (1 - 2.5e-7)               # (as the tables: rounded towards zero)
 
     def cost_cols(self, cols, a: float | None):
+        key = None if a is None or a == self.tau else float(a)
+        got = self._costs
+        if got is not None and got[0] == key and got[1] is cols:
+            return got[2]
         w = self.w_at(self.st.rows, cols)
         d = self.offset(a)
         return w + d * self.g_at(self.st.rows, cols, w) if d else w
+
+    def _after_choose(self, key, verified, cols):
+        # the costs at the chosen levels: from the check's computation where the level stayed,
+        # computed for the devices that moved (kept for cost_cols / w_at on these levels)
+        j, cols0 = verified
+        got = self._stash
+        self._costs = None
+        if got is None or got[0] is not j:
+            return
+        w = got[1]
+        costs = np.take_along_axis(w, (cols0 - j)[:, None], axis=1)[:, 0]
+        moved = np.flatnonzero(cols != cols0)
+        if moved.size:
+            d = self.offset(key)
+            c = self.w_at(moved, cols[moved])
+            costs[moved] = c + d * self.g_at(moved, cols[moved], c) if d else c
+        self._costs = (key, cols, costs)
 
     def row_costs(self, rows, d: float):
         st = self.st
@@ -850,6 +892,8 @@ class FreeNode(Node):
         w = up.least_bandwidth_hz(st.bits_lev[0, lev], self.tau, rows=rows)         # (n, k+1)
         if d:
             w += d * (1 - 2.5e-7) * -up.least_bandwidth_slope(self.tau, w, rows=rows)
+        if rows is None:
+            self._stash = (j, w)                        # the costs, for _after_choose
         fo = st.WF_off[idx][:, None] + jj
         with np.errstate(invalid="ignore", divide="ignore"):
             r = np.diff(st.WF_flat[fo], axis=1)
