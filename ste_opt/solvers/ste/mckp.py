@@ -216,6 +216,7 @@ class Node:
             float(np.sum(self.W[st.rows, st.base])) <= st.W_tot
         self._R = {}
         self._last = {}
+        self._phi_memo = {}
         if Rb is not None:
             self._bad = {None: np.flatnonzero(bad_b) if bad_b.any() else None,
                          "a": np.flatnonzero(bad_b | bad_g) if (bad_b | bad_g).any() else None}
@@ -486,6 +487,9 @@ class Node:
         ``exact`` (or for rows flagged non-monotone) the row maxima are full argmaxes."""
         st = self.st
         key = None if a is None or a == self.tau else float(a)
+        memo = self._phi_memo.get(key)
+        if memo is not None and memo[0] == lam and memo[1] == exact:
+            return memo[2]                   # (the same price again: a child interval's end)
         R, bad = self.ratios(key)
         start = self._last.get(key)
         if start is None:
@@ -498,7 +502,10 @@ class Node:
             cols[rows] = self._argmax_rows(rows, lam, key)
         f = float(np.sum(st.F[st.rows, cols]))
         c = float(np.sum(self.cost_cols(cols, key)))
-        return lam * st.W_tot + f - lam * c, st.W_tot - c, cols
+        out = (lam * st.W_tot + f - lam * c, st.W_tot - c, cols)
+        if key is None:
+            self._phi_memo[key] = (lam, exact, out)
+        return out
 
     def _argmax_rows(self, rows, lam, a):
         st = self.st
@@ -826,6 +833,7 @@ class FreeNode(Node):
         self.feasible = bool(np.all(np.isfinite(wb))) and float(np.sum(wb)) <= st.W_tot
         self._R = {}
         self._last = {}
+        self._phi_memo = {}
         self.lam = None
         self.lp_value = -np.inf
         self.tokens = None
