@@ -210,35 +210,44 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     tau0 = lo / (1 - 1e-9)
     best.update(value=float(np.sum(problem.WF[rows, k0])) / tau0, tokens=k0, tau=tau0)
     def locate(max_lp=8):
-        """LPs at a few τ to put the price ``ref["lam"]`` near the best τ: a safeguarded secant
-        on the sign of d(F_LP(τ)/τ)/dτ (``τ dF/dτ − F``, the slope from the envelope theorem)
-        in log τ, to a bracket of 0.3 %. Returns the number of LPs."""
-        xa, xb = np.log(lo), np.log(hi)
-        pts = []
-        x = 0.5 * (xa + xb)
+        """LPs at a few τ to put the price ``ref["lam"]`` (and the incumbent) near the best τ:
+        regula falsi (Illinois) in log τ on the sign of d(F_LP/τ)/dτ, i.e. of ``τ dF/dτ − F``
+        (the slope from the envelope theorem), until a step is below 0.1 %. Returns the number
+        of LPs."""
+        xl, xh = np.log(lo), np.log(hi)
+        a_ = b_ = None                        # (x, d) with d > 0 (left end), d < 0 (right end)
+        x = 0.5 * (xl + xh)
         n = 0
-        while n < max_lp and xb - xa > 1e-2:
-            t = float(np.exp(x))
-            nd = point(t)
+        keep = 0                              # Illinois: which end stayed twice
+        while n < max_lp:
+            nd = point(float(np.exp(x)))
             n += 1
-            if not nd.feasible:
-                xa = x
+            d = nd.lp_tau_slope() * nd.tau - nd.lp_value if nd.feasible else np.inf
+            if not np.isfinite(d) and nd.feasible:
+                break
+            if d > 0:
+                a_ = (x, d)
+                keep = keep - 1 if keep < 0 else -1
             else:
-                d = nd.lp_tau_slope() * t - nd.lp_value
-                if not np.isfinite(d):
-                    break
-                if d > 0:
-                    xa = x                    # the ratio still grows: the best τ is right of t
+                b_ = (x, d)
+                keep = keep + 1 if keep > 0 else 1
+            if a_ is None:
+                x_new = 0.5 * (xl + x)
+            elif b_ is None:
+                x_new = 0.5 * (x + xh)
+            else:
+                da = a_[1] * (0.5 if keep >= 2 else 1.0) if np.isfinite(a_[1]) else None
+                db = b_[1] * (0.5 if keep <= -2 else 1.0)
+                if da is None:
+                    x_new = 0.5 * (a_[0] + b_[0])
                 else:
-                    xb = x
-                pts.append((x, d))
-            xn = 0.5 * (xa + xb)
-            if len(pts) >= 2 and pts[-1][1] != pts[-2][1]:
-                (x1, d1), (x2, d2) = pts[-2], pts[-1]
-                xs = x2 - d2 * (x2 - x1) / (d2 - d1)
-                if xa + 0.05 * (xb - xa) < xs < xb - 0.05 * (xb - xa):
-                    xn = xs
-            x = xn
+                    x_new = (a_[0] * db - b_[0] * da) / (db - da)
+            # stop when the step is short, or when what it can still gain (half its linear
+            # prediction, |d| |Δx| / 2 relative to F) is far below tol
+            if abs(x_new - x) < 1e-3 or (np.isfinite(d) and nd.lp_value > 0 and
+                                         abs(d) * abs(x_new - x) < 0.2 * tol * nd.lp_value):
+                break
+            x = x_new
         return n
 
     located = locate() if tangent and fixed_price and st.free else 0

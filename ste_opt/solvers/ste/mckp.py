@@ -40,6 +40,8 @@ __all__ = ["Static", "Node", "FreeNode", "new_node", "exact_integer_step", "Exac
 CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
 _MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
 _SMALL = 300_000       # tables up to this size: choose by counting (no per-device search)
+_BAND = 6              # table-free LP: levels either side of each device's predicted level
+_FREE = 30_000         # tables above this size: no tables (FreeNode; measured in benchmarks/)
 _FINAL = 2_000         # LP: bisect on λ until max(this, M/4) increments are left, then sort them
 
 
@@ -72,7 +74,8 @@ class Static:
             raise SolverError(f"tables must be 'auto', 'full' or 'none', got {tables!r}")
         if tables == "none" and not self.convex_in_k:
             raise SolverError("tables='none' needs a payload affine in the tokens")
-        self.free = self.convex_in_k and (tables == "none" or (tables == "auto" and self.table_free))
+        self.free = self.convex_in_k and (tables == "none" or (
+            tables == "auto" and self.M * (self.L - 1) > _FREE))
         self.has_low = bool(np.any(self.base > 0))
         self.low_mask = (np.arange(self.L)[None, :] < self.base[:, None]) if self.has_low and \
             not self.table_free else None
@@ -400,6 +403,114 @@ class Node:
         if verified is not None:
             self._after_choose(key, verified, cols)
         return cols
+
+    def lp(self, lam_hint: float | None = None, cols_hint=None, fill_rounds: int = 30):
+        """As :meth:`Node.lp`; first on a band of levels around each device's predicted level
+        (one computation of the costs there), falling back to the per-device searches when a
+        device's level at λ* is not strictly inside its band."""
+        if self.feasible and self.st.L >= 4 * _BAND and lam_hint is not None and lam_hint > 0 \
+                and cols_hint is not None:
+            for _ in range(2):                 # (a second band, centred on the first's levels)
+                got = self._band_lp(lam_hint, cols_hint, fill_rounds)
+                if got is True:
+                    return self
+                if got is None:
+                    break
+                lam_hint, cols_hint = got
+        return super().lp(lam_hint, cols_hint, fill_rounds)
+
+    def _band_lp(self, lam_hint, cols_hint, fill_rounds):
+        """True when done; else None, or ``(λ, levels)`` to centre another band on."""
+        st = self.st
+        L, n, rows, W_tot = st.L, st.L - 1, st.rows, st.W_tot
+        c0 = self._predict(lam_hint, 0.0, cols_hint)
+        B = 2 * _BAND + 2
+        b0 = np.clip(c0 - _BAND - 1, 0, L - B)
+        lev = b0[:, None] + np.arange(B)[None, :]
+        levc = np.maximum(lev, st.base[:, None]) if st.has_low else lev
+        Wb = st.problem.uplink.least_bandwidth_hz(st.bits_lev[0, levc], self.tau)     # (M, B)
+        Fb = st.WF_flat[st.WF_off[:, None] + lev]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            R = np.diff(Fb, axis=1) / np.diff(Wb, axis=1)
+        R[~np.isfinite(Wb[:, 1:]) | np.isnan(R)] = -1.0
+        if st.has_low:
+            R[lev[:, :-1] < st.base[:, None]] = np.inf
+
+        def g(lam):
+            k = np.count_nonzero(R > lam, axis=1)
+            return W_tot - float(np.sum(Wb[rows, k])), k
+
+        # bracket λ* from the hint (steps x4 in log λ), then regula falsi (Illinois) until few
+        # increments lie between the ends; those are sorted and taken greedily
+        gh, kh = g(lam_hint)
+        x0, step = np.log(lam_hint), 1e-3
+        if gh >= 0:
+            hi_, lo_ = (x0, gh, kh), None
+        else:
+            lo_, hi_ = (x0, gh, kh), None
+        for _ in range(8):                   # (up to a factor e^5 in λ)
+            if lo_ is not None and hi_ is not None:
+                break
+            x = (hi_[0] - step) if lo_ is None else (lo_[0] + step)
+            gx, kx = g(float(np.exp(x)))
+            if gx >= 0:
+                hi_ = (x, gx, kx)
+            else:
+                lo_ = (x, gx, kx)
+            step *= 4
+        if lo_ is None or hi_ is None:       # the bands do not hold λ*: per-device searches
+            return None
+        side = 0
+        for _ in range(100):
+            if int(np.sum(lo_[2] - hi_[2])) <= max(_FINAL, st.M // 4):
+                break
+            (xl, vl, _), (xh, vh, _) = lo_, hi_
+            wl, wh = 0.5 ** max(-side - 1, 0), 0.5 ** max(side - 1, 0)
+            xm = (xl * vh * wh - xh * vl * wl) / (vh * wh - vl * wl) if vh > vl else 0.5 * (xl + xh)
+            if not (xl + 0.02 * (xh - xl) < xm < xh - 0.02 * (xh - xl)):
+                xm = 0.5 * (xl + xh)
+            gm, km = g(float(np.exp(xm)))
+            if gm >= 0:
+                hi_, side = (xm, gm, km), (side + 1 if side > 0 else 1)
+            else:
+                lo_, side = (xm, gm, km), (side - 1 if side < 0 else -1)
+        k_hi, k_lo = hi_[2], lo_[2]
+        lam_star = float(np.exp(hi_[0]))
+        cnt = k_lo - k_hi
+        k_take = k_hi.copy()
+        if cnt.sum():
+            dev = np.repeat(rows, cnt)
+            jj = np.repeat(k_hi - np.cumsum(cnt) + cnt, cnt) + np.arange(dev.size)
+            rr = R[dev, jj]
+            dw = Wb[dev, jj + 1] - Wb[dev, jj]
+            order = np.lexsort((jj, -rr))
+            cum = np.cumsum(dw[order])
+            slack = W_tot - float(np.sum(Wb[rows, k_hi]))
+            k = int(np.searchsorted(cum, slack, side="right"))
+            if k < dev.size:
+                lam_star = float(rr[order[k]])
+            np.add.at(k_take, dev[order[:k]], 1)
+        lam_star = max(lam_star, 0.0)
+        k_star = np.count_nonzero(R > lam_star, axis=1)
+        # λ*'s levels must be strictly inside the bands (else a device's best level may lie
+        # outside: the per-device searches take over)
+        top = b0 + B - 1
+        if np.any((k_star == 0) & (b0 > 0)) or np.any((k_star == B - 1) & (top < n)) or \
+                np.any((k_take == B - 1) & (top < n)):
+            return (lam_star, b0 + k_star) if lam_star > 0 else None
+        self.lam = lam_star
+        cols = b0 + k_take
+        self.lp_cols = cols
+        self._last[None] = cols
+        c_star = Wb[rows, k_star]
+        val = lam_star * W_tot + float(np.sum(Fb[rows, k_star])) - lam_star * float(np.sum(c_star))
+        self._phi_memo[None] = (lam_star, False, (val, W_tot - float(np.sum(c_star)), b0 + k_star))
+        self.lp_value = val
+        kidx = self._fill(cols, fill_rounds)
+        self.tokens = st.lev[kidx]
+        self.int_value = float(np.sum(st.F[rows, kidx]))
+        self.int_cols = kidx
+        return True
 
     def _after_choose(self, key, verified, cols):
         """Hook after a per-device search that checked every device at ``verified = (j, cols0)``
@@ -862,6 +973,114 @@ class FreeNode(Node):
         w = self.w_at(self.st.rows, cols)
         d = self.offset(a)
         return w + d * self.g_at(self.st.rows, cols, w) if d else w
+
+    def lp(self, lam_hint: float | None = None, cols_hint=None, fill_rounds: int = 30):
+        """As :meth:`Node.lp`; first on a band of levels around each device's predicted level
+        (one computation of the costs there), falling back to the per-device searches when a
+        device's level at λ* is not strictly inside its band."""
+        if self.feasible and self.st.L >= 4 * _BAND and lam_hint is not None and lam_hint > 0 \
+                and cols_hint is not None:
+            for _ in range(2):                 # (a second band, centred on the first's levels)
+                got = self._band_lp(lam_hint, cols_hint, fill_rounds)
+                if got is True:
+                    return self
+                if got is None:
+                    break
+                lam_hint, cols_hint = got
+        return super().lp(lam_hint, cols_hint, fill_rounds)
+
+    def _band_lp(self, lam_hint, cols_hint, fill_rounds):
+        """True when done; else None, or ``(λ, levels)`` to centre another band on."""
+        st = self.st
+        L, n, rows, W_tot = st.L, st.L - 1, st.rows, st.W_tot
+        c0 = self._predict(lam_hint, 0.0, cols_hint)
+        B = 2 * _BAND + 2
+        b0 = np.clip(c0 - _BAND - 1, 0, L - B)
+        lev = b0[:, None] + np.arange(B)[None, :]
+        levc = np.maximum(lev, st.base[:, None]) if st.has_low else lev
+        Wb = st.problem.uplink.least_bandwidth_hz(st.bits_lev[0, levc], self.tau)     # (M, B)
+        Fb = st.WF_flat[st.WF_off[:, None] + lev]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            R = np.diff(Fb, axis=1) / np.diff(Wb, axis=1)
+        R[~np.isfinite(Wb[:, 1:]) | np.isnan(R)] = -1.0
+        if st.has_low:
+            R[lev[:, :-1] < st.base[:, None]] = np.inf
+
+        def g(lam):
+            k = np.count_nonzero(R > lam, axis=1)
+            return W_tot - float(np.sum(Wb[rows, k])), k
+
+        # bracket λ* from the hint (steps x4 in log λ), then regula falsi (Illinois) until few
+        # increments lie between the ends; those are sorted and taken greedily
+        gh, kh = g(lam_hint)
+        x0, step = np.log(lam_hint), 1e-3
+        if gh >= 0:
+            hi_, lo_ = (x0, gh, kh), None
+        else:
+            lo_, hi_ = (x0, gh, kh), None
+        for _ in range(8):                   # (up to a factor e^5 in λ)
+            if lo_ is not None and hi_ is not None:
+                break
+            x = (hi_[0] - step) if lo_ is None else (lo_[0] + step)
+            gx, kx = g(float(np.exp(x)))
+            if gx >= 0:
+                hi_ = (x, gx, kx)
+            else:
+                lo_ = (x, gx, kx)
+            step *= 4
+        if lo_ is None or hi_ is None:       # the bands do not hold λ*: per-device searches
+            return None
+        side = 0
+        for _ in range(100):
+            if int(np.sum(lo_[2] - hi_[2])) <= max(_FINAL, st.M // 4):
+                break
+            (xl, vl, _), (xh, vh, _) = lo_, hi_
+            wl, wh = 0.5 ** max(-side - 1, 0), 0.5 ** max(side - 1, 0)
+            xm = (xl * vh * wh - xh * vl * wl) / (vh * wh - vl * wl) if vh > vl else 0.5 * (xl + xh)
+            if not (xl + 0.02 * (xh - xl) < xm < xh - 0.02 * (xh - xl)):
+                xm = 0.5 * (xl + xh)
+            gm, km = g(float(np.exp(xm)))
+            if gm >= 0:
+                hi_, side = (xm, gm, km), (side + 1 if side > 0 else 1)
+            else:
+                lo_, side = (xm, gm, km), (side - 1 if side < 0 else -1)
+        k_hi, k_lo = hi_[2], lo_[2]
+        lam_star = float(np.exp(hi_[0]))
+        cnt = k_lo - k_hi
+        k_take = k_hi.copy()
+        if cnt.sum():
+            dev = np.repeat(rows, cnt)
+            jj = np.repeat(k_hi - np.cumsum(cnt) + cnt, cnt) + np.arange(dev.size)
+            rr = R[dev, jj]
+            dw = Wb[dev, jj + 1] - Wb[dev, jj]
+            order = np.lexsort((jj, -rr))
+            cum = np.cumsum(dw[order])
+            slack = W_tot - float(np.sum(Wb[rows, k_hi]))
+            k = int(np.searchsorted(cum, slack, side="right"))
+            if k < dev.size:
+                lam_star = float(rr[order[k]])
+            np.add.at(k_take, dev[order[:k]], 1)
+        lam_star = max(lam_star, 0.0)
+        k_star = np.count_nonzero(R > lam_star, axis=1)
+        # λ*'s levels must be strictly inside the bands (else a device's best level may lie
+        # outside: the per-device searches take over)
+        top = b0 + B - 1
+        if np.any((k_star == 0) & (b0 > 0)) or np.any((k_star == B - 1) & (top < n)) or \
+                np.any((k_take == B - 1) & (top < n)):
+            return (lam_star, b0 + k_star) if lam_star > 0 else None
+        self.lam = lam_star
+        cols = b0 + k_take
+        self.lp_cols = cols
+        self._last[None] = cols
+        c_star = Wb[rows, k_star]
+        val = lam_star * W_tot + float(np.sum(Fb[rows, k_star])) - lam_star * float(np.sum(c_star))
+        self._phi_memo[None] = (lam_star, False, (val, W_tot - float(np.sum(c_star)), b0 + k_star))
+        self.lp_value = val
+        kidx = self._fill(cols, fill_rounds)
+        self.tokens = st.lev[kidx]
+        self.int_value = float(np.sum(st.F[rows, kidx]))
+        self.int_cols = kidx
+        return True
 
     def _after_choose(self, key, verified, cols):
         # the costs at the chosen levels: from the check's computation where the level stayed,
