@@ -106,11 +106,11 @@ class UplinkWindows:
         s = np.asarray(bits, dtype=float)
         col = (slice(None), None) if s.ndim == 2 else (slice(None),)
         t = np.minimum(np.asarray(tau, dtype=float) - self.offset_s[sl][col], self.cap_s[sl][col])
-        pos = t > 0
-        ts = np.where(pos, t, 1.0)
+        allpos = bool(t.size == 0 or t.min() > 0)
+        ts = t if allpos else np.where(t > 0, t, 1.0)
         p_hat = np.minimum(self.p_max_w[sl][col], self.energy_j[sl][col] / ts)
         w = min_bandwidth_hz(s / ts, p_hat, self.gain[sl][col], self.noise_psd_w_hz)
-        return np.where(pos, w, np.inf)
+        return w if allpos else np.where(t > 0, w, np.inf)
 
     def least_bandwidth_slope(self, tau: float, W, rows=None) -> np.ndarray:
         """Left derivative ``∂W_min/∂τ`` (Hz/s, ≤ 0) at τ of the table ``W = least_bandwidth_hz(.., τ)``
