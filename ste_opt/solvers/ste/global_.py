@@ -146,10 +146,13 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             if u <= threshold():
                 stats["fixed_price"] += 1
                 return u
-            if st.free and u_b <= threshold() and b > a * (1 + 0.1 * np.sqrt(tol)):
+            if u_b <= threshold() and b > a * (1 + 0.1 * np.sqrt(tol)):
                 # its end at b is below the threshold, so splitting closes it (the excess shrinks
-                # as the square of the width): no LP at b; the per-interval price, the LP and
-                # the exact step are for the intervals splitting cannot close
+                # as the square of the width): no interval price search (and, without tables,
+                # no LP at b); those and the exact step are for the intervals splitting cannot
+                # close. With tables the LP is cheap and may improve the incumbent.
+                if not st.free:
+                    point(b)
                 return u
         nd = point(b)
         if not nd.feasible:
