@@ -364,21 +364,45 @@ class Node:
         rows = st.rows
         if start is None:
             return self._bsearch_free(lam, d, rows, st.base.copy(), np.full(st.M, n, dtype=np.intp))
-        cols = self._predict(lam, d, start)
-        verified = None
-        if n >= 3:
-            # both checks from one computation: R(cols) > λ (move right), R(cols-1) ≤ λ (left)
-            j = np.clip(cols - 1, 0, n - 2)
-            r0, r1 = self._ratio2(rows, j, d)
-            mid = cols == j + 1
-            right = (cols < n) & (np.where(mid, r1, r0) > lam)
-            left = (cols > st.base) & (np.where(mid, r0, r1) <= lam) & ~right
-            idx = np.flatnonzero(right)
-            verified = (j, cols.copy())
-        else:
-            left = None
+        if n < 4:
+            cols = start.copy()
+            right = np.zeros(st.M, dtype=bool)
             idx = np.flatnonzero(cols < n)
-            idx = idx[self._ratio(idx, cols[idx], d) > lam]
+            right[idx[self._ratio(idx, cols[idx], d) > lam]] = True
+            left = np.zeros(st.M, dtype=bool)
+            idx = np.flatnonzero((cols > st.base) & ~right)
+            left[idx[self._ratio(idx, cols[idx] - 1, d) <= lam]] = True
+            verified = None
+        else:
+            # one computation of the ratios at j-1, j, j+1 around the start: the level where
+            # the ratio line through R(j), R(j+1) crosses λ, and both checks where that level
+            # is j or j+1 (R(cols) > λ: move right; R(cols-1) ≤ λ: move left)
+            j = np.clip(start, 1, n - 2)
+            jm1 = j - 1
+            q = self._ratios_from(rows, jm1, d, 3)
+            r0, r1 = q[:, 1], q[:, 2]
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+                slope = r0 - r1
+                ok = np.isfinite(r0) & np.isfinite(r1) & (r1 >= 0) & (slope > 0)
+                step = np.where(ok, np.clip((r0 - lam) / np.where(ok, slope, 1.0), -48, 48), 0.0)
+            cols = np.clip(j + np.ceil(step).astype(np.intp), st.base, n)
+            at = cols - j                      # 0 or 1: both checks known
+            known = (at == 0) | (at == 1)
+            ar = np.where(known, at, 0)
+            r_here = q[rows, 1 + ar]           # R(cols)
+            r_prev = q[rows, ar]               # R(cols - 1)
+            right = known & (cols < n) & (r_here > lam)
+            left = known & (cols > st.base) & (r_prev <= lam) & ~right
+            rest = np.flatnonzero(~known)
+            if rest.size:
+                jr = np.clip(cols[rest] - 1, 0, n - 2)
+                qr = self._ratios_from(rest, jr, d, 2)
+                mid = cols[rest] == jr + 1
+                rr = (cols[rest] < n) & (np.where(mid, qr[:, 1], qr[:, 0]) > lam)
+                right[rest] = rr
+                left[rest] = (cols[rest] > st.base[rest]) & (np.where(mid, qr[:, 0], qr[:, 1]) <= lam) & ~rr
+            verified = (jm1, cols.copy(), known)
+        idx = np.flatnonzero(right)
         for _ in range(2):
             if not idx.size:
                 break
@@ -387,11 +411,7 @@ class Node:
             idx = idx[self._ratio(idx, cols[idx], d) > lam]
         if idx.size:
             cols[idx] = self._gallop_free(lam, d, idx, cols[idx], right=True)
-        if left is not None:
-            idx = np.flatnonzero(left)
-        else:
-            idx = np.flatnonzero(cols > st.base)
-            idx = idx[self._ratio(idx, cols[idx] - 1, d) <= lam]
+        idx = np.flatnonzero(left)
         for _ in range(2):
             if not idx.size:
                 break
@@ -405,30 +425,28 @@ class Node:
         return cols
 
     def _after_choose(self, key, verified, cols):
-        """Hook after a per-device search that checked every device at ``verified = (j, cols0)``
-        (the tables have nothing to do)."""
+        """Hook after a per-device search that computed every device's costs at the levels
+        j0 .. j0+3 (``verified = (j0, cols0, known)``; the tables have nothing to do)."""
+
+    def _ratios_from(self, idx, j, d, k):
+        """Increment ratios at j, ..., j + k - 1 of rows ``idx`` ((n, k))."""
+        return np.column_stack([self._ratio(idx, j + i, d) for i in range(k)])
 
     def _predict(self, lam, d, start):
-        """A better start for the per-device searches: from the ratios at ``start`` and the level
-        after it, step to where the ratio line crosses λ (at most 48 levels). Only a start: the
-        searches that follow find the exact level either way."""
+        """Each device's level where the line through its ratios at ``start`` and the level
+        after it crosses λ (a start for the searches; at most 48 levels away)."""
         st = self.st
         n = st.L - 1
-        j = np.clip(start, st.base, max(n - 2, 0))
         if n < 3:
             return start.copy()
-        r0, r1 = self._ratio2(st.rows, j, d)
+        j = np.clip(start, st.base, n - 2)
+        q = self._ratios_from(st.rows, j, d, 2)
+        r0, r1 = q[:, 0], q[:, 1]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             slope = r0 - r1
             ok = np.isfinite(r0) & np.isfinite(r1) & (r1 >= 0) & (slope > 0)
-            step = (r0 - lam) / np.where(ok, slope, 1.0)
-        step = np.where(ok, np.clip(step, -48, 48), 0.0)
-        cols = j + np.where(step > 0, np.ceil(step), np.floor(step)).astype(np.intp)
-        return np.clip(cols, st.base, n)
-
-    def _ratio2(self, idx, j, d):
-        """Increment ratios at j and j + 1 (j ≤ L-3) of rows ``idx``."""
-        return self._ratio(idx, j, d), self._ratio(idx, j + 1, d)
+            step = np.where(ok, np.clip((r0 - lam) / np.where(ok, slope, 1.0), -48, 48), 0.0)
+        return np.clip(j + np.ceil(step).astype(np.intp), st.base, n)
 
     def _gallop_free(self, lam, d, idx, known, right: bool):
         """First column with ratio ≤ λ of rows ``idx`` by steps of 4, 8, 16, ... from ``known``
@@ -975,16 +993,17 @@ class FreeNode(Node):
         return True
 
     def _after_choose(self, key, verified, cols):
-        # the costs at the chosen levels: from the check's computation where the level stayed,
-        # computed for the devices that moved (kept for cost_cols / w_at on these levels)
-        j, cols0 = verified
+        # the costs at the chosen levels: from the search's first computation where the level
+        # was resolved there and stayed, computed for the others (kept for cost_cols / w_at)
+        j0, cols0, known = verified
         got = self._stash
         self._costs = None
-        if got is None or got[0] is not j:
+        if got is None or got[0] is not j0:
             return
         w = got[1]
-        costs = np.take_along_axis(w, (cols0 - j)[:, None], axis=1)[:, 0]
-        moved = np.flatnonzero(cols != cols0)
+        pos = np.where(known, cols0 - j0, 0)
+        costs = np.take_along_axis(w, pos[:, None], axis=1)[:, 0]
+        moved = np.flatnonzero((cols != cols0) | ~known)
         if moved.size:
             d = self.offset(key)
             c = self.w_at(moved, cols[moved])
@@ -1026,9 +1045,6 @@ class FreeNode(Node):
     def _ratio(self, idx, j, d):
         return self._ratios_from(idx, j, d, 1)[:, 0]
 
-    def _ratio2(self, idx, j, d):
-        r = self._ratios_from(idx, j, d, 2)
-        return r[:, 0], r[:, 1]
 
     def ratios(self, a: float | None = None):
         if a is not None and a > self.tau:
