@@ -396,12 +396,12 @@ class Node:
             rest = np.flatnonzero(~known)
             if rest.size:
                 jr = np.clip(cols[rest] - 1, 0, n - 2)
-                qr = self._ratios_from(rest, jr, d, 2)
+                qr = self._ratios_from(rest, jr, d, 2, keep=True)
                 mid = cols[rest] == jr + 1
                 rr = (cols[rest] < n) & (np.where(mid, qr[:, 1], qr[:, 0]) > lam)
                 right[rest] = rr
                 left[rest] = (cols[rest] > st.base[rest]) & (np.where(mid, qr[:, 0], qr[:, 1]) <= lam) & ~rr
-            verified = (jm1, cols.copy(), known)
+            verified = (jm1, cols.copy(), known, (rest, jr) if rest.size else None)
         idx = np.flatnonzero(right)
         for _ in range(2):
             if not idx.size:
@@ -428,7 +428,7 @@ class Node:
         """Hook after a per-device search that computed every device's costs at the levels
         j0 .. j0+3 (``verified = (j0, cols0, known)``; the tables have nothing to do)."""
 
-    def _ratios_from(self, idx, j, d, k):
+    def _ratios_from(self, idx, j, d, k, keep=False):
         """Increment ratios at j, ..., j + k - 1 of rows ``idx`` ((n, k))."""
         return np.column_stack([self._ratio(idx, j + i, d) for i in range(k)])
 
@@ -849,6 +849,7 @@ class FreeNode(Node):
         self.G = None
         self.direct = False
         self._stash = None
+        self._kept = None
         self._costs = None                    # (key, levels, costs there) of the last search
         wb = self.w_at(st.rows, st.base)
         self.feasible = bool(np.all(np.isfinite(wb))) and float(np.sum(wb)) <= st.W_tot
@@ -995,7 +996,7 @@ class FreeNode(Node):
     def _after_choose(self, key, verified, cols):
         # the costs at the chosen levels: from the search's first computation where the level
         # was resolved there and stayed, computed for the others (kept for cost_cols / w_at)
-        j0, cols0, known = verified
+        j0, cols0, known, rest = verified
         got = self._stash
         self._costs = None
         if got is None or got[0] is not j0:
@@ -1003,7 +1004,13 @@ class FreeNode(Node):
         w = got[1]
         pos = np.where(known, cols0 - j0, 0)
         costs = np.take_along_axis(w, pos[:, None], axis=1)[:, 0]
-        moved = np.flatnonzero((cols != cols0) | ~known)
+        have = known.copy()
+        kept = self._kept
+        if rest is not None and kept is not None and kept[0] is rest[1]:
+            ri, jr = rest                      # the second check's costs at jr .. jr+2
+            costs[ri] = np.take_along_axis(kept[1], (cols0[ri] - jr)[:, None], axis=1)[:, 0]
+            have[ri] = True
+        moved = np.flatnonzero((cols != cols0) | ~have)
         if moved.size:
             d = self.offset(key)
             c = self.w_at(moved, cols[moved])
@@ -1019,9 +1026,9 @@ class FreeNode(Node):
             return w
         return w + d * (-up.least_bandwidth_slope(self.tau, w, rows=rows) * (1 - 2.5e-7))
 
-    def _ratios_from(self, idx, j, d, k):
+    def _ratios_from(self, idx, j, d, k, keep=False):
         """Increment ratios at j, ..., j + k - 1 of rows ``idx`` ((n, k); the table conventions),
-        from one computation of the costs at the k + 1 levels j .. j + k."""
+        from one computation of the costs at the k + 1 levels j .. j + k (kept with ``keep``)."""
         st = self.st
         up = st.problem.uplink
         rows = None if idx is st.rows else idx          # (all devices: slices, no gathers)
@@ -1032,6 +1039,8 @@ class FreeNode(Node):
             w += d * (1 - 2.5e-7) * -up.least_bandwidth_slope(self.tau, w, rows=rows)
         if rows is None:
             self._stash = (j, w)                        # the costs, for _after_choose
+        if keep:
+            self._kept = (j, w)
         fo = st.WF_off[idx][:, None] + jj
         with np.errstate(invalid="ignore", divide="ignore"):
             r = np.diff(st.WF_flat[fo], axis=1)
