@@ -138,6 +138,11 @@ def part_b(quick: bool):
         rows += bench.sweep(sizes=(5,), seeds=(0,) if quick else (0, 1, 2), methods=("global", "scip"),
                             n_tokens=n_tok, options={"scip": {"time_limit": 30.0 if quick else 60.0},
                                                      "global": {"tol": 1e-6}})
+    return rows, compare_b(rows)
+
+
+def compare_b(rows):
+    """SCIP against global per (N', seed) from part B's rows."""
     out = []
     for n_tok in sorted({r["n_tokens"] for r in rows}):
         for seed in sorted({r["seed"] for r in rows}):
@@ -150,7 +155,7 @@ def part_b(quick: bool):
                             global_ste=g["objective"], global_gap=g["gap"],
                             rel_diff=abs(g["objective"] - s["objective"]) / g["objective"],
                             speedup=s["time_s"] / g["time_s"]))
-    return rows, out
+    return out
 
 
 def part_c(quick: bool):
@@ -237,21 +242,42 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run (small sizes, one seed)")
     ap.add_argument("--million", action="store_true",
                     help="add M = 1,000,000 to part S (about 2 min and 13 GB for global)")
+    ap.add_argument("--parts", default="SABC",
+                    help="parts to run (letters of S, A, B, C; default all); the others are read back "
+                         "from the previous run's CSVs so the RESULTS.md section stays whole")
     ap.add_argument("--replot", action="store_true",
                     help=f"only redraw the figures from results/{NAME}.csv (no solving)")
     args = ap.parse_args(argv)
     if args.replot:
         print("wrote", ", ".join(plots(read_csv(NAME))))
         return 0
+    parts = set(args.parts.upper())
+    if not parts or not parts <= set("SABC"):
+        ap.error(f"--parts takes letters of S, A, B, C, got {args.parts!r}")
     t_start = time.perf_counter()
-    rows_s = part_scale(args.quick, args.million)
-    rows_a, t_a, opts = part_a(args.quick)
-    rows_b, cmp_b = part_b(args.quick)
-    rows_c = part_c(args.quick)
-    write_csv(f"{NAME}_scale", _fmt_rows(rows_s))
-    write_csv(NAME, _fmt_rows(rows_a))
-    write_csv(f"{NAME}_scip", _fmt_rows(rows_b))
-    write_csv(f"{NAME}_alternating_gap", _fmt_rows(rows_c))
+    if "S" in parts:
+        rows_s = part_scale(args.quick, args.million)
+        write_csv(f"{NAME}_scale", _fmt_rows(rows_s))
+    else:
+        rows_s = read_csv(f"{NAME}_scale")
+    if "A" in parts:
+        rows_a, t_a, opts = part_a(args.quick)
+        write_csv(NAME, _fmt_rows(rows_a))
+    else:
+        rows_a, t_a = read_csv(NAME), float("nan")
+        opts = {"milp": {"time_limit": 20.0 if args.quick else 60.0},
+                "scip": {"time_limit": 10.0 if args.quick else 120.0}}
+    if "B" in parts:
+        rows_b, cmp_b = part_b(args.quick)
+        write_csv(f"{NAME}_scip", _fmt_rows(rows_b))
+    else:
+        rows_b = read_csv(f"{NAME}_scip")
+        cmp_b = compare_b(rows_b)
+    if "C" in parts:
+        rows_c = part_c(args.quick)
+        write_csv(f"{NAME}_alternating_gap", _fmt_rows(rows_c))
+    else:
+        rows_c = read_csv(f"{NAME}_alternating_gap")
     p1, p2 = plots(rows_a)
     summ = bench.summarize(rows_a)
     cols = ["n_devices", "method", "runs", "time_median_s", "time_max_s", "ste_median", "own_gap_max",
@@ -265,9 +291,13 @@ def main(argv=None) -> int:
     sfmt = {"wall_median_s": ".3g", "cpu_median_s": ".3g", "peak_rss_mb": ".0f", "rss_after_problem_mb": ".0f",
             "gap": ".1e", "x_alternating_wall": ".3g", "x_alternating_cpu": ".3g"}
     flags = (" --quick" if args.quick else "") + (" --million" if args.million else "")
+    reused = "".join(p for p in "SABC" if p not in parts)
+    if reused:
+        flags += f" --parts {''.join(p for p in 'SABC' if p in parts)}"
     md = [f"## STE solvers: certified optimality (`python -m benchmarks.ste_solvers{flags}`)\n",
           machine_line() + f" Total run time {time.perf_counter() - t_start:.0f} s (part A {t_a:.0f} s). "
-          "Shared machine: other jobs ran at the same time, so wall times are noisy; CPU times "
+          + (f"Parts {', '.join(reused)} are the previous run's (read back from their CSVs). " if reused else "")
+          + "Shared machine: other jobs ran at the same time, so wall times are noisy; CPU times "
           "(`time.process_time`, one thread) are steadier.\n",
           "**S. Scale** (`st-sflora`, the first feasible seed from 0, `round` denominator): `global` "
           "(tol 1e-4), the paper's "

@@ -613,14 +613,14 @@ class Node:
                     lam_hi, cols_hi, v_hi = lam, cc, gg
                 step *= 2
         else:
-            g0, cols_lo = g(0.0)
+            g0, cols_lo = g(0.0, np.full(st.M, n, dtype=np.intp))     # (λ = 0: the top levels)
             if g0 >= 0:                          # every useful level fits: λ* = 0
                 lam_star, cols_hi = 0.0, cols_lo
             else:
                 top = float(np.max(ratio_at(rows, np.minimum(st.base, n - 1)), initial=1.0))
                 top = top if np.isfinite(top) and top > 0 else 1.0
                 lam_lo, lam_hi, v_lo = 0.0, max(top, 1e-300) * 2, g0
-                v_hi, cols_hi = g(lam_hi)
+                v_hi, cols_hi = g(lam_hi, st.base.copy())             # (every device at its first)
         if lam_star is None:
             # regula falsi (Illinois) in log λ once both ends are positive, else bisection
             side = 0                           # consecutive moves of the same end (Illinois)
