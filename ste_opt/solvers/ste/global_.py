@@ -96,10 +96,19 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     starts: dict = {}                     # τ -> levels at the price ref["lam"] there
 
     def nearest_start(tau):
+        """λ_ref's levels at τ: interpolated (in log τ) between the nearest evaluated τ on
+        either side, else the nearest one's (a start for the searches only)."""
         if not starts:
             return hint[1]
-        t = min(starts, key=lambda x: abs(np.log(x / tau)))
-        return starts[t]
+        if tau in starts:
+            return starts[tau]
+        below = [x for x in starts if x < tau]
+        above = [x for x in starts if x > tau]
+        if below and above:
+            t0, t1 = max(below), min(above)
+            w = np.log(tau / t0) / np.log(t1 / t0)
+            return np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
+        return starts[max(below) if below else min(above)]
 
     def table(tau):
         """Tables at τ (cached), LP not necessarily solved."""
@@ -140,7 +149,8 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             nd = table(b)
             if not nd.feasible:
                 return -np.inf
-            u, u_b, cols = nd.fixed_price_bound(ref["lam"], a, start=nearest_start(b))
+            u, u_b, cols = nd.fixed_price_bound(ref["lam"], a, start=nearest_start(b),
+                                                start_a=nearest_start(a) if st.free else None)
             if cols is not None:
                 starts[b] = cols
             if u <= threshold():

@@ -725,11 +725,12 @@ class Node:
             self._R.pop(float(a), None)          # the a-end ratio table is not reused
             self._last.pop(float(a), None)
 
-    def fixed_price_bound(self, lam: float, a: float, start=None):
+    def fixed_price_bound(self, lam: float, a: float, start=None, start_a=None):
         """``max(Φ_τ(λ)/τ, Φ_a(λ)/a)`` at one given price λ ≥ 0 (tangent costs at ``a``): an upper
         bound on the STE of every allocation with straggler time in ``[a, τ]`` (as in
-        :meth:`interval_bound`, for this λ only). Needs no LP at τ. ``start``: levels to start
-        the per-device searches from (e.g. λ's levels at a neighbouring τ).
+        :meth:`interval_bound`, for this λ only). Needs no LP at τ. ``start``, ``start_a``:
+        levels to start the per-device searches from at the two ends (e.g. λ's levels at
+        neighbouring τ; the a end starts from the τ end's levels without one).
 
         Returns ``(bound, bound_at_tau, levels)``: the bound, its τ end ``Φ_τ(λ)/τ`` (what no
         narrower interval ending at τ can go below with this λ), and the levels of the τ end
@@ -748,6 +749,8 @@ class Node:
         if a == self.tau:
             return vb, vb, cols
         try:
+            if start_a is not None:
+                self._last[float(a)] = start_a
             return max(vb, self.phi(lam, a)[0] / a), vb, cols
         finally:
             self._R.pop(float(a), None)
