@@ -94,14 +94,17 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
 
     ref = dict(ratio=-np.inf, lam=None)  # LP price at the τ with the best LP ratio so far
     starts: dict = {}                     # τ -> levels at the price ref["lam"] there
+    near: dict = {}                       # τ -> levels at ref["lam"] for the tangent costs there
 
     def nearest_start(tau):
         """λ_ref's levels at τ: interpolated (in log τ) between the nearest evaluated τ on
         either side, else the nearest one's (a start for the searches only)."""
-        if not starts:
-            return hint[1]
         if tau in starts:
             return starts[tau]
+        if tau in near:
+            return near[tau]
+        if not starts:
+            return hint[1]
         below = [x for x in starts if x < tau]
         above = [x for x in starts if x > tau]
         if below and above:
@@ -133,6 +136,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             if nd.lp_value / tau > ref["ratio"]:
                 if ref["lam"] != nd.lam:
                     starts.clear()
+                    near.clear()
                 ref.update(ratio=nd.lp_value / tau, lam=nd.lam)
                 starts[tau] = nd.lp_cols
         lp_gap[tau] = (nd.lp_value, nd.lp_value - nd.int_value) if nd.feasible else None
@@ -149,10 +153,12 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             nd = table(b)
             if not nd.feasible:
                 return -np.inf
-            u, u_b, cols = nd.fixed_price_bound(ref["lam"], a, start=nearest_start(b),
-                                                start_a=nearest_start(a) if st.free else None)
+            u, u_b, cols, cols_a = nd.fixed_price_bound(
+                ref["lam"], a, start=nearest_start(b), start_a=nearest_start(a) if st.free else None)
             if cols is not None:
                 starts[b] = cols
+                if a not in starts:           # (the tangent's levels at a: close to a's own)
+                    near[a] = cols_a
             if u <= threshold():
                 stats["fixed_price"] += 1
                 return u
@@ -286,7 +292,8 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         return None
 
     def split(a, m, b, ub, _):
-        for lo_, hi_ in ((a, m), (m, b)):
+        # [m, b] first: its left end's levels start the searches at m for [a, m]
+        for lo_, hi_ in ((m, b), (a, m)):
             u = min(ibound(lo_, hi_), ub)      # a child's bound never exceeds its parent's
             if hi_ in exact_ub:
                 u = min(u, exact_ub[hi_][0] / lo_)

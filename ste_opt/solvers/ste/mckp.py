@@ -732,26 +732,27 @@ class Node:
         levels to start the per-device searches from at the two ends (e.g. λ's levels at
         neighbouring τ; the a end starts from the τ end's levels without one).
 
-        Returns ``(bound, bound_at_tau, levels)``: the bound, its τ end ``Φ_τ(λ)/τ`` (what no
-        narrower interval ending at τ can go below with this λ), and the levels of the τ end
-        (None for small tables, whose row maxima are taken directly)."""
+        Returns ``(bound, bound_at_tau, levels, levels_a)``: the bound, its τ end ``Φ_τ(λ)/τ``
+        (what no narrower interval ending at τ can go below with this λ), and the levels of both
+        ends (None for small tables, whose row maxima are taken directly)."""
         if not self.feasible:
-            return -np.inf, -np.inf, None
+            return -np.inf, -np.inf, None, None
         if self.direct and lam > 0:                       # small tables: row maxima directly
             vb = self._phi_direct(lam, 0.0) / self.tau
             if a == self.tau:
-                return vb, vb, None
-            return max(vb, self._phi_direct(lam, self.offset(a)) / a), vb, None
+                return vb, vb, None, None
+            return max(vb, self._phi_direct(lam, self.offset(a)) / a), vb, None, None
         if start is not None and self._last.get(None) is None:
             self._last[None] = start
         vb, _, cols = self.phi(lam, None)
         vb /= self.tau
         if a == self.tau:
-            return vb, vb, cols
+            return vb, vb, cols, cols
         try:
             if start_a is not None:
                 self._last[float(a)] = start_a
-            return max(vb, self.phi(lam, a)[0] / a), vb, cols
+            va, _, cols_a = self.phi(lam, a)
+            return max(vb, va / a), vb, cols, cols_a
         finally:
             self._R.pop(float(a), None)
             self._last.pop(float(a), None)
