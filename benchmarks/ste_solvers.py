@@ -3,7 +3,7 @@
 Parts (every number in the RESULTS.md section comes from this run):
 
 S. scale: ``global``, the paper's ``alternating`` and ``alternating(token_step="knapsack")`` at
-   M = 10 … 100,000 (seed 0), each size and method in a fresh process: median wall and CPU time
+   M = 10, 100, 300, 1,000, 3,000, 10,000, 100,000 (seed 0), each size and method in a fresh process: median wall and CPU time
    over repeats, peak resident memory, status, certified gap, time relative to ``alternating``;
 A. sweep over M ∈ {5, 10, 100, 1000} on the ``st-sflora`` preset, methods ``global``,
    ``alternating`` (paper), ``alternating_exact`` (exact token step + joint resource step),
@@ -82,10 +82,10 @@ def _scale_job(M: int, seed0: int, method: str, options: dict, repeats: int) -> 
 
 
 def part_scale(quick: bool, million: bool = False):
-    sizes = (10, 100, 1000) if quick else (10, 100, 1000, 10_000, 100_000)
+    sizes = (10, 100, 1000) if quick else (10, 100, 300, 1000, 3000, 10_000, 100_000)
     if million:
         sizes += (1_000_000,)
-    repeats = {10: 7, 100: 7, 1000: 5, 10_000: 3, 100_000: 1, 1_000_000: 1}
+    repeats = {10: 7, 100: 7, 300: 7, 1000: 5, 3000: 5, 10_000: 3, 100_000: 1, 1_000_000: 1}
     rows = []
     ctx = mp.get_context("spawn")
     for M in sizes:
