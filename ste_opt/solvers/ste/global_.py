@@ -37,6 +37,7 @@ from .taubb import best_first, tau_grid, tau_range
 __all__ = ["global_bb", "tau_range"]
 
 log = logging.getLogger(__name__)
+GRID_BASE, GRID_FACTOR = 0.006, 3.0
 
 
 @register("ste", "global",
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: float = 600.0,
               n_init: int = 6, tangent: bool = True, cache_size: int | None = None,
               exact_step: bool = True, two_sided: bool = True, fixed_price: bool = True,
-              tables: str = "auto"):
+              tables: str = "auto", centred_grid: bool = True):
     """Certified ε-optimal STE allocation.
 
     Parameters
@@ -137,7 +138,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
                 if ref["lam"] != nd.lam:
                     starts.clear()
                     near.clear()
-                ref.update(ratio=nd.lp_value / tau, lam=nd.lam)
+                ref.update(ratio=nd.lp_value / tau, lam=nd.lam, tau=tau)
                 starts[tau] = nd.lp_cols
         lp_gap[tau] = (nd.lp_value, nd.lp_value - nd.int_value) if nd.feasible else None
         return nd
@@ -271,6 +272,13 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
 
     located = locate() if tangent and fixed_price and st.free else 0
     grid = tau_grid(lo, hi, n_init)
+    if located and ref.get("tau") is not None and centred_grid:
+        # the intervals the certificate needs are narrow near the located τ and widen away from
+        # it (the bound's excess grows as the square of the width): a grid centred there
+        t0 = ref["tau"]
+        offs = GRID_BASE * GRID_FACTOR ** np.arange(8)
+        pts = np.concatenate([[lo, hi, t0], t0 * (1 + offs), t0 / (1 + offs)])
+        grid = np.unique(pts[(pts >= lo) & (pts <= hi)])
     heap: list = []
     for a, b in zip(grid[:-1], grid[1:]):
         u = ibound(a, b)
