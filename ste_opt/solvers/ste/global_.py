@@ -16,9 +16,14 @@ is narrower than ``tol/4`` (relative), or when the LP–integer gap at its right
 open, the **exact integer step** (:func:`ste_opt.solvers.ste.mckp.exact_integer_step`:
 reduced-cost fixing around the LP price, then a best-first branch and bound on the fractional
 device over the few devices left) bounds the integer optimum ``F*(τb)``, hence the interval by
-``F*(τb)/τa``, within ``tol/4``: every instance certifies. The per-τ work (W_min table, LP price,
-interval bound) is in :mod:`ste_opt.solvers.ste.mckp`: O(M·L) for the table and O(M log L) per
-price, chunked over devices, so time and memory grow linearly in M.
+``F*(τb)/τa``, within ``tol/4``: every instance certifies.
+
+Most intervals need no LP: each is first bounded at one price, ``λ_ref`` (the LP price at the τ
+whose LP ratio is the best so far), by ``max(Φ(λ_ref, τb)/τb, Φ(λ_ref, τa)/τa)``; only when that
+fails are the LP at τb and the interval's own price search used. Large problems run without W_min
+tables (:class:`ste_opt.solvers.ste.mckp.FreeNode`), locate the best τ first with a few LPs
+(regula falsi on the sign of the LP ratio's derivative) and centre the initial grid there. The
+per-τ work is in :mod:`ste_opt.solvers.ste.mckp`; time and memory grow linearly in M.
 """
 from __future__ import annotations
 
@@ -67,6 +72,17 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
     exact_step : bool
         Close the LP–integer gap with the exact integer knapsack (default); ``False`` keeps the
         LP-only search, which can stall on small instances (status ``time_limit``).
+    two_sided : bool
+        With tables, also try the tangents at both ends of narrow intervals (default).
+    fixed_price : bool
+        Bound intervals at ``λ_ref`` first (default); ``False``: the LP and the interval's own
+        price at every τ (the previous behaviour).
+    tables : {"auto", "full", "none"}
+        Knapsack nodes with W_min tables (``"full"``), without (``"none"``, computed when read;
+        needs a payload affine in the tokens), or by size (``"auto"``: tables up to 22,000
+        device-level entries).
+    centred_grid : bool
+        Without tables, centre the initial τ grid on the located τ (default).
     """
     if not tol > 0:
         raise SolverError(f"tol must be > 0, got {tol}")
