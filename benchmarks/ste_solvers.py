@@ -13,7 +13,8 @@ A. sweep over M ∈ {5, 10, 100, 1000} on the ``st-sflora`` preset, methods ``gl
 B. ``scip`` against ``global`` on M = 5 with fewer patch tokens (N' = 49 and 98), where SCIP can
    finish: agreement of the optima and the time ratio;
 C. the paper's alternating algorithm's certified gap (bound from ``global``) by M = 10, 100,
-   1,000, 10,000, 20 seeds each.
+   1,000, 10,000, 20 seeds each;
+R. ``global``'s time over ``alternating``'s on 10 seeds at M = 100, 300, 1,000, 3,000.
 
 Usage: ``python -m benchmarks.ste_solvers [--quick] [--million]`` (``--million`` adds M = 10⁶ to
 part S: about 4 minutes and 12 GB for ``global``).
@@ -183,6 +184,56 @@ def part_c(quick: bool):
     return rows
 
 
+def part_r(quick: bool):
+    """``global``'s time over the paper's ``alternating``'s on the first 10 feasible seeds (3 with
+    --quick) at M = 100, 300, 1,000, 3,000: both warm, in this process, the least CPU time of 5
+    repeats for ``alternating`` and of 3 for ``global``."""
+    import ste_opt as so
+
+    sizes = (100, 300) if quick else (100, 300, 1000, 3000)
+    want = 3 if quick else 10
+    rows = []
+    for M in sizes:
+        seed, done = 0, 0
+        while done < want:
+            try:
+                pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=seed))
+            except so.InfeasibleError:
+                seed += 1
+                continue
+            times = {}
+            for method, reps in (("alternating", 5), ("global", 3)):
+                best = math.inf
+                for _ in range(reps):
+                    c0 = time.process_time()
+                    sol = so.solve(pb, method)
+                    best = min(best, time.process_time() - c0)
+                times[method] = best
+            rows.append(dict(n_devices=M, seed=seed, alternating_cpu_s=times["alternating"],
+                             global_cpu_s=times["global"], global_status=sol.status,
+                             ratio=times["global"] / times["alternating"]))
+            seed += 1
+            done += 1
+        print(f"  R M={M}: {done} seeds", flush=True)
+    return rows
+
+
+def ratio_table(rows_r):
+    out = []
+    for M in sorted({r["n_devices"] for r in rows_r}):
+        x = np.array([r["ratio"] for r in rows_r if r["n_devices"] == M])
+        a = np.array([r["alternating_cpu_s"] for r in rows_r if r["n_devices"] == M])
+        g = np.array([r["global_cpu_s"] for r in rows_r if r["n_devices"] == M])
+        out.append(dict(n_devices=M, seeds=len(x), alternating_median_s=float(np.median(a)),
+                        alternating_min_s=float(a.min()), alternating_max_s=float(a.max()),
+                        global_median_s=float(np.median(g)), global_max_s=float(g.max()),
+                        ratio_median=float(np.median(x)), ratio_min=float(x.min()),
+                        ratio_max=float(x.max()), seeds_over_20x=int(np.sum(x > 20)),
+                        all_optimal=all(r["global_status"] == "optimal" for r in rows_r
+                                        if r["n_devices"] == M)))
+    return out
+
+
 def gap_table(rows_c):
     out = []
     for M in sorted({r["n_devices"] for r in rows_c}):
@@ -242,8 +293,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run (small sizes, one seed)")
     ap.add_argument("--million", action="store_true",
                     help="add M = 1,000,000 to part S (about 2 min and 13 GB for global)")
-    ap.add_argument("--parts", default="SABC",
-                    help="parts to run (letters of S, A, B, C; default all); the others are read back "
+    ap.add_argument("--parts", default="SABCR",
+                    help="parts to run (letters of S, A, B, C, R; default all); the others are read back "
                          "from the previous run's CSVs so the RESULTS.md section stays whole")
     ap.add_argument("--replot", action="store_true",
                     help=f"only redraw the figures from results/{NAME}.csv (no solving)")
@@ -252,8 +303,8 @@ def main(argv=None) -> int:
         print("wrote", ", ".join(plots(read_csv(NAME))))
         return 0
     parts = set(args.parts.upper())
-    if not parts or not parts <= set("SABC"):
-        ap.error(f"--parts takes letters of S, A, B, C, got {args.parts!r}")
+    if not parts or not parts <= set("SABCR"):
+        ap.error(f"--parts takes letters of S, A, B, C, R, got {args.parts!r}")
     t_start = time.perf_counter()
     if "S" in parts:
         rows_s = part_scale(args.quick, args.million)
@@ -278,6 +329,14 @@ def main(argv=None) -> int:
         write_csv(f"{NAME}_alternating_gap", _fmt_rows(rows_c))
     else:
         rows_c = read_csv(f"{NAME}_alternating_gap")
+    if "R" in parts:
+        rows_r = part_r(args.quick)
+        write_csv(f"{NAME}_ratio", _fmt_rows(rows_r))
+    else:
+        try:
+            rows_r = read_csv(f"{NAME}_ratio")
+        except SystemExit:                 # (no previous run of part R)
+            rows_r = []
     p1, p2 = plots(rows_a)
     summ = bench.summarize(rows_a)
     cols = ["n_devices", "method", "runs", "time_median_s", "time_max_s", "ste_median", "own_gap_max",
@@ -291,11 +350,12 @@ def main(argv=None) -> int:
     sfmt = {"wall_median_s": ".3g", "cpu_median_s": ".3g", "peak_rss_mb": ".0f", "rss_after_problem_mb": ".0f",
             "gap": ".1e", "x_alternating_wall": ".3g", "x_alternating_cpu": ".3g"}
     flags = (" --quick" if args.quick else "") + (" --million" if args.million else "")
-    reused = "".join(p for p in "SABC" if p not in parts)
+    reused = "".join(p for p in "SABCR" if p not in parts)
     if reused:
-        flags += f" --parts {''.join(p for p in 'SABC' if p in parts)}"
+        flags += f" --parts {''.join(p for p in 'SABCR' if p in parts)}"
     md = [f"## STE solvers: certified optimality (`python -m benchmarks.ste_solvers{flags}`)\n",
-          machine_line() + f" Total run time {time.perf_counter() - t_start:.0f} s (part A {t_a:.0f} s). "
+          machine_line() + f" Total run time {time.perf_counter() - t_start:.0f} s"
+          + (f" (part A {t_a:.0f} s). " if "A" in parts else ". ")
           + (f"Parts {', '.join(reused)} are the previous run's (read back from their CSVs). " if reused else "")
           + "Shared machine: other jobs ran at the same time, so wall times are noisy; CPU times "
           "(`time.process_time`, one thread) are steadier.\n",
@@ -326,6 +386,15 @@ def main(argv=None) -> int:
            "`(bound − STE) / bound`; `alternating_knapsack` is `alternating(token_step=\"knapsack\", "
            "resource_step=\"joint\")`.\n",
            md_table(gaps, fmt={"median_gap": ".2e", "worst_gap": ".2e"})]
+    if rows_r:
+        md += ["\n**R. `global`'s time over the paper's `alternating`'s, by seed** (`st-sflora`, the "
+               "first 10 feasible seeds at each M; both warm in one process, the least CPU time of 5 "
+               "repeats for `alternating` and 3 for `global`): `alternating`'s own time varies "
+               "several-fold between seeds (one or two block iterations), and the ratio with it.\n",
+               md_table(ratio_table(rows_r),
+                        fmt={k: ".3g" for k in ("alternating_median_s", "alternating_min_s",
+                                                "alternating_max_s", "global_median_s", "global_max_s",
+                                                "ratio_median", "ratio_min", "ratio_max")})]
     write_section(NAME, "\n".join(md))
     print("\n".join(md))
     return 0
