@@ -48,7 +48,6 @@ Telemetry is switched off (``FLWR_TELEMETRY_ENABLED=0``) unless the caller set i
 from __future__ import annotations
 
 import os
-import pickle
 import queue
 import threading
 import time
@@ -63,6 +62,7 @@ from .flower_client import ShippedRoles, client_handle, make_client_app
 from .flower_protocol import MESSAGE_TYPE, parse_exchange
 from .flower_server import GridDriver
 from .ray_backend import init_local_ray
+from .sealed import seal
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
@@ -194,7 +194,7 @@ class FlowerBackend(RoundTemplate):
         import ray
 
         self._started_ray = init_local_ray(self.num_cpus) or self._started_ray
-        self._roles.ref = ray.put(pickle.dumps(dict(clients), protocol=5))
+        self._roles.ref = ray.put(seal(dict(clients), self._roles.key))
         self._roles.ids = sorted(clients)
         self._shipped_key = key
 

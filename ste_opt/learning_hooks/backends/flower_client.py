@@ -3,7 +3,6 @@ the per-round session kept in ``context.state`` (:class:`ClientSession`) and, fo
 engine, the client roles shipped once through Ray's object store (:class:`ShippedRoles`)."""
 from __future__ import annotations
 
-import pickle
 import time
 from typing import Any
 
@@ -11,6 +10,7 @@ from ...errors import SolverError
 from ..results import ClientStats
 from ..schedule import ClientPlan
 from .flower_protocol import RECORD, arrays_to_record, record_to_arrays
+from .sealed import new_key, unseal
 
 __all__ = ["ClientSession", "client_handle", "final_reply", "make_client_app", "ShippedRoles"]
 
@@ -127,14 +127,16 @@ def make_client_app(lookup):
 
 
 class ShippedRoles:
-    """Simulation: the client roles, pickled once into Ray's object store; each engine process
-    loads them on first use. Picklable and small (it holds only the object reference)."""
+    """Simulation: the client roles, sealed (:mod:`.sealed`) once into Ray's object store; each
+    engine process loads them on first use. Picklable and small (the object reference and the
+    run's seal key)."""
 
     _cache: dict[str, dict] = {}
 
     def __init__(self):
         self.ref = None
         self.ids: list[int] = []
+        self.key = new_key()
 
     def client_id(self, context) -> int:
         return self.ids[int(context.node_config["partition-id"])]
@@ -148,8 +150,7 @@ class ShippedRoles:
             from .ray_actors import prepare_process
 
             prepare_process(1)
-            # bytes the driver of this run pickled and put in Ray's object store (never a file)
-            roles = pickle.loads(ray.get(self.ref))
+            roles = unseal(ray.get(self.ref), self.key)
             ShippedRoles._cache.clear()
             ShippedRoles._cache[key] = roles
         return roles[int(client)]

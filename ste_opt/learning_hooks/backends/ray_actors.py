@@ -4,7 +4,6 @@ actor holding the server role, and the transport-only echo actor of :func:`excha
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 
 from ..framing import unframe
 from ..results import ClientRoundResult
+from .sealed import unseal
 
 __all__ = ["prepare_process", "ClientWorker", "ServerActor", "EchoActor", "exchange_overhead_s",
            "short_error"]
@@ -34,11 +34,10 @@ def prepare_process(torch_threads: int | None) -> None:
 class ClientWorker:
     """Holds some client roles; every method works on one client id."""
 
-    def __init__(self, roles_blob: bytes, torch_threads: int | None,
+    def __init__(self, roles_blob: bytes, key: bytes, torch_threads: int | None,
                  failures: Sequence[tuple[int, int, int, str]] = ()):
         prepare_process(torch_threads)
-        # roles_blob: bytes the driver of this run pickled for its own actors (never a file)
-        self.roles: dict[int, Any] = pickle.loads(roles_blob)
+        self.roles: dict[int, Any] = unseal(roles_blob, key)
         self.failures = {(int(r), int(c)): (int(b), str(mode)) for r, c, b, mode in failures}
         self.times: dict[int, list[float]] = {}
         self._t0: dict[int, float] = {}
@@ -95,10 +94,9 @@ class ClientWorker:
 class ServerActor:
     """Holds the :class:`~ste_opt.learning_hooks.server_role.ServerRole`; ``step`` takes the client's framed message as it is."""
 
-    def __init__(self, server_blob: bytes, torch_threads: int | None):
+    def __init__(self, server_blob: bytes, key: bytes, torch_threads: int | None):
         prepare_process(torch_threads)
-        # server_blob: bytes the driver of this run pickled for its own actor (never a file)
-        self.role = pickle.loads(server_blob)
+        self.role = unseal(server_blob, key)
 
     def ping(self) -> int:
         return os.getpid()

@@ -41,7 +41,6 @@ dashboard, and shuts it down in :meth:`RayBackend.close`. With ``address="auto"`
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -49,6 +48,7 @@ from ...errors import InvalidScenarioError, SolverError
 from ..results import ClientRoundResult
 from .base import RoundJob, RoundTemplate
 from .ray_actors import ClientWorker, ServerActor, exchange_overhead_s, short_error
+from .sealed import new_key, seal
 
 __all__ = ["RayBackend", "Backend", "init_local_ray", "ray_available", "exchange_overhead_s"]
 
@@ -173,6 +173,7 @@ class RayBackend(RoundTemplate):
         self._workers: list[Any] = []
         self._owner: dict[int, int] = {}
         self._shipped_data: dict[int, int] = {}
+        self._seal_key = new_key()            # the roles shipped to this run's actors are sealed
         self._clients_key: tuple | None = None
         self._server = None
         self._server_key: int | None = None
@@ -198,11 +199,11 @@ class RayBackend(RoundTemplate):
     def _make_worker(self, w: int, clients: Mapping[int, Any]):
         ray = self._ray()
         mine = {c: clients[c] for c in sorted(clients) if self._owner[c] == w}
-        blob = pickle.dumps(mine, protocol=5)  # shared client module stays shared inside the worker
+        blob = seal(mine, self._seal_key)  # shared client module stays shared inside the worker
         cls = ray.remote(ClientWorker).options(**self._actor_opts(self.worker_resources))
         for c, role in mine.items():
             self._shipped_data[c] = id(role.data)
-        return cls.remote(blob, self.torch_threads, self.inject_failures)
+        return cls.remote(blob, self._seal_key, self.torch_threads, self.inject_failures)
 
     def _setup(self, clients: Mapping[int, Any], server) -> None:
         ray = self._ray()
@@ -223,7 +224,7 @@ class RayBackend(RoundTemplate):
         if server is not None and id(server) != self._server_key:
             self._kill([self._server])
             cls = ray.remote(ServerActor).options(**self._actor_opts(self.server_resources))
-            self._server = cls.remote(pickle.dumps(server, protocol=5), self.torch_threads)
+            self._server = cls.remote(seal(server, self._seal_key), self._seal_key, self.torch_threads)
             self._server_key = id(server)
         if server is not None:
             ray.get(self._server.ping.remote())
