@@ -43,6 +43,18 @@ def sweep_instances(n):
         yield i, M, den, floor, bits, w
 
 
+def sweep_problems(n):
+    """The feasible problems of :func:`sweep_instances` (seed 2000 + i): ``(i, M, den, floor,
+    bits, problem)``."""
+    for i, M, den, floor, bits, w in sweep_instances(n):
+        try:
+            pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=2000 + i, bits=bits),
+                               denominator=den, retention_floor=floor, weights=w)
+        except InfeasibleError:
+            continue
+        yield i, M, den, floor, bits, pb
+
+
 def test_repro_instance_certifies_with_the_exact_step():
     pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=2, seed=1007))
     s = so.solve(pb, "global")
@@ -59,12 +71,7 @@ def test_global_certifies_every_instance_of_a_seeded_sweep():
     """A few hundred small instances (about 10–20 s): every one certified within tol."""
     failures = []
     n_run = 0
-    for i, M, den, floor, bits, w in sweep_instances(240):
-        try:
-            pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=2000 + i, bits=bits),
-                               denominator=den, retention_floor=floor, weights=w)
-        except InfeasibleError:
-            continue
+    for i, M, den, floor, bits, pb in sweep_problems(240):
         n_run += 1
         s = so.solve(pb, "global", time_limit=30)
         rep = pb.check(s)
@@ -288,12 +295,7 @@ def test_table_free_global_certifies_a_seeded_sweep():
     within tol of the tables' optimum."""
     failures = []
     n_run = 0
-    for i, M, den, floor, bits, w in sweep_instances(60):
-        try:
-            pb = so.STEProblem(so.Scenario.preset("st-sflora", n_devices=M, seed=2000 + i, bits=bits),
-                               denominator=den, retention_floor=floor, weights=w)
-        except InfeasibleError:
-            continue
+    for i, M, _den, _floor, _bits, pb in sweep_problems(60):
         n_run += 1
         f = so.solve(pb, "global", tables="none", time_limit=30)
         t = so.solve(pb, "global", tables="full", time_limit=30)

@@ -294,10 +294,6 @@ class Node:
         self._last.pop(key, None)
         return out
 
-    def drop_ratios(self):
-        self._R = {k: v for k, v in self._R.items() if k is None and self.st.table_free}
-        self._last = {}
-
     # ------------------------------------------------------------------ Lagrangian evaluation
     def choose(self, R, lam: float, start=None, key=None):
         """Per device: the first column whose next increment has ratio ≤ λ (rows of R are
