@@ -4,6 +4,8 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import re
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -89,9 +91,22 @@ def md_table(rows: Sequence[dict], columns: Iterable[str] | None = None, fmt: di
     return "\n".join(lines) + "\n"
 
 
-def machine_line() -> str:
-    return (f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, "
-            f"Python {platform.python_version()}, {platform.system()}.")
+def machine_line(keep_from: str | None = None) -> str:
+    """This machine in one sentence; with ``keep_from``, the sentence already in that section's
+    ``results/<keep_from>.md`` if there is one (a section re-rendered from its CSV on another
+    machine keeps the machine that measured it)."""
+    if keep_from:
+        path = RESULTS_DIR / f"{keep_from}.md"
+        if path.is_file():
+            m = re.search(r"Machine: .*?\.(?=\s|$)", path.read_text())
+            if m:
+                return m.group(0)
+    line = (f"Machine: {platform.machine()}, {os.cpu_count()} logical CPUs, "
+            f"Python {platform.python_version()}, {platform.system()}")
+    torch = sys.modules.get("torch")  # named only where the benchmark itself ran torch
+    if torch is not None and torch.cuda.is_available():
+        line += f", {torch.cuda.get_device_name(0)} (torch {torch.__version__})"
+    return line + "."
 
 
 def write_section(name: str, markdown: str) -> Path:

@@ -127,3 +127,59 @@ def test_cls_attention_matches_explicit_softmax():
     assert torch.allclose(a, full[:, 0, 1:], atol=1e-6)
     assert torch.all(a.sum(-1) < 1)
     assert timm is not None
+
+
+# --------------------------------------------------------------------------- the wire, uncopied
+@pytest.mark.parametrize("bits", [2, 5, 8, 12, 16, 32])
+def test_parts_frame_unframe_roundtrip_equals_to_bytes(bits):
+    from ste_opt.learning_hooks.framing import frame, unframe
+
+    x = _tokens(3, 10, 8, seed=bits)
+    p, _ = C.encode(x, bits)
+    assert b"".join(p.parts()) == p.to_bytes()
+    msg = frame({"type": "activations", "labels": [1, 2, 3]}, p.parts())
+    assert msg == frame({"type": "activations", "labels": [1, 2, 3]}, p.to_bytes())
+    header, body = unframe(msg)
+    assert header["labels"] == [1, 2, 3] and isinstance(body, memoryview) and body.readonly
+    q = C.Payload.from_bytes(body)
+    assert q == p and q.nbits == p.nbits
+    assert torch.equal(C.decode(q), C.decode(C.Payload.from_bytes(p.to_bytes())))
+    assert torch.equal(C.decode(q, device="cpu", dtype=torch.float64), C.decode(q).double())
+
+
+def test_float32_payload_does_not_alias_the_tensor():
+    x = _tokens(2, 5, 4).contiguous()
+    p, _ = C.encode(x, 32)
+    before = C.decode(p).clone()
+    x.mul_(3.0)  # a later in-place write to the sender's tensor must not change what was sent
+    assert torch.equal(C.decode(p), before)
+
+
+@pytest.mark.parametrize("bits", [3, 8, 32])
+def test_truncated_payloads_and_messages_are_refused(bits):
+    from ste_opt.learning_hooks.framing import frame, unframe
+
+    p, _ = C.encode(_tokens(2, 6, 8), bits)
+    raw = p.to_bytes()
+    for cut in (0, 3, 10, len(raw) - 1):
+        with pytest.raises(InvalidScenarioError, match="payload"):
+            C.decode(C.Payload.from_bytes(raw[:cut]))
+    with pytest.raises(InvalidScenarioError, match="holds fewer"):  # header lies about the shape
+        C.decode(C.Payload((2, 70, 8), p.bits, p.body, p.body_bits, p.side))
+    msg = frame({"a": 1}, raw)
+    for cut in (2, 6):
+        with pytest.raises(InvalidScenarioError, match="message"):
+            unframe(msg[:cut])
+    with pytest.raises(InvalidScenarioError, match="header"):
+        unframe(b"\x03\x00\x00\x00[1]")
+
+
+def test_pack_narrows_tensor_codes_and_still_checks_their_range():
+    codes = torch.tensor([0, 1, 2, 3, 255, 7], dtype=torch.int32)
+    buf, n = C.pack(codes, 8)
+    assert n == 48 and buf.tolist() == [0, 1, 2, 3, 255, 7]
+    buf4, _ = C.pack(codes.clamp(max=15), 4)
+    assert buf4.tolist() == C.pack(codes.clamp(max=15).numpy(), 4)[0].tolist()
+    for bad in ([0, 256], [-1, 3]):
+        with pytest.raises(InvalidScenarioError, match="outside"):
+            C.pack(torch.tensor(bad, dtype=torch.int32), 8)

@@ -171,11 +171,11 @@ class ClientRole:
                   "tokens_kept": None if plan.tokens_kept is None else int(plan.tokens_kept),
                   "extra_tokens": tokens_on_wire(plan.tokens_kept, self.module.num_patches)[1],
                   "labels": y.tolist(), "need_grad": bool(self.trainable), "payload_bits": payload.nbits}
-        body = payload.to_bytes()
+        body = payload.parts()
         msg = frame(header, body)
         st = self.stats
         st.uplink_bits += payload.nbits
-        st.uplink_payload_bytes += len(body)
+        st.uplink_payload_bytes += sum(len(part) for part in body)
         st.steps += 1
         st.compress_s += t2 - t1
         st.score_s += getattr(self.module, "last_score_s", 0.0)
@@ -195,7 +195,7 @@ class ClientRole:
             gp = Payload.from_bytes(body)
             self.stats.downlink_bits += gp.nbits
             if self._sent is not None and self._opt is not None:
-                grad = decode(gp, dtype=self._sent.dtype).to(self._sent.device)
+                grad = decode(gp, dtype=self._sent.dtype, device=self._sent.device)
                 self._opt.zero_grad(set_to_none=True)
                 scaler = self._scaler or self.runtime.scaler()
                 self._sent.backward(scaler.scale(grad))
@@ -235,7 +235,7 @@ class ClientRole:
                                       self.module.num_prefix_tokens)
             for p in params:
                 p.grad = None
-            sent.backward(decode(gp, dtype=sent.dtype).to(sent.device))
+            sent.backward(decode(gp, dtype=sent.dtype, device=sent.device))
             per_batch.append([None if p.grad is None else p.grad.detach().clone() for p in params])
         for gl in per_batch:
             self._opt.zero_grad(set_to_none=True)

@@ -186,15 +186,25 @@ def pack(codes, bits: int) -> tuple[np.ndarray, int]:
     bits = _check_bits(bits)
     if bits == 32:
         raise InvalidScenarioError("pack() takes integer codes; use encode() for float32", field="bits")
-    c = codes.detach().cpu().numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    if isinstance(codes, torch.Tensor):
+        codes = codes.detach()
+        if bits <= 8 and not codes.is_floating_point() and codes.dtype != torch.uint8:
+            # one byte per code before the device-to-host copy (codes in range are unchanged;
+            # out-of-range ones are caught below on the int32 minimum/maximum first)
+            if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= (1 << bits)):
+                raise InvalidScenarioError(f"codes outside [0, 2^{bits})", field="codes")
+            codes = codes.to(torch.uint8)
+        c = codes.cpu().numpy()
+    else:
+        c = np.asarray(codes)
     c = c.reshape(-1)
     n_bits = c.size * bits
     if c.size and (c.min() < 0 or c.max() >= (1 << bits)):
         raise InvalidScenarioError(f"codes outside [0, 2^{bits})", field="codes")
     if bits == 8:
-        return c.astype(np.uint8), n_bits
+        return c.astype(np.uint8, copy=False), n_bits
     if bits == 16:
-        return c.astype("<u2").view(np.uint8), n_bits
+        return c.astype("<u2", copy=False).view(np.uint8), n_bits
     if 8 % bits == 0:  # 1, 2, 4: several codes per byte
         per = 8 // bits
         pad = (-c.size) % per
@@ -208,7 +218,7 @@ def pack(codes, bits: int) -> tuple[np.ndarray, int]:
 def unpack(buffer, bits: int, count: int) -> np.ndarray:
     """Inverse of :func:`pack`: the first ``count`` codes as int64."""
     bits = _check_bits(bits)
-    buf = np.frombuffer(bytes(buffer), dtype=np.uint8) if not isinstance(buffer, np.ndarray) else buffer
+    buf = buffer if isinstance(buffer, np.ndarray) else np.frombuffer(buffer, dtype=np.uint8)
     if buf.size * 8 < count * bits:
         raise InvalidScenarioError(f"buffer of {buf.size} bytes holds fewer than {count} {bits}-bit codes",
                                    field="buffer")
@@ -226,6 +236,12 @@ def unpack(buffer, bits: int, count: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- payload
+def _byte_view(buf) -> memoryview:
+    """A flat unsigned-byte view of any contiguous buffer (``len`` = bytes), without a copy."""
+    mv = buf if isinstance(buf, memoryview) else memoryview(buf)
+    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+
+
 @dataclass
 class Payload:
     """One compressed tensor on the wire.
@@ -234,16 +250,18 @@ class Payload:
     ----------
     shape : tuple (B, T, D)
     bits : int, q (1..16 packed codes, 32 raw float32)
-    body : bytes, packed codes (or float32 values)
+    body : bytes-like, packed codes (or little-endian float32 values); ``len(body)`` is in bytes.
+        :func:`encode` and :meth:`from_bytes` keep it as a read-only byte view of a buffer the
+        payload owns, so building and parsing a message copies the bulk once, not at every layer.
     body_bits : int, meaningful bits in ``body`` (``8·len(body)`` minus the final padding)
-    side : bytes, fp16 (scale, offset) per token when q < 32, else empty
+    side : bytes-like, fp16 (scale, offset) per token when q < 32, else empty
     """
 
     shape: tuple
     bits: int
-    body: bytes
+    body: bytes | memoryview
     body_bits: int
-    side: bytes = b""
+    side: bytes | memoryview = b""
 
     @property
     def nbits(self) -> int:
@@ -254,51 +272,92 @@ class Payload:
     def padding_bits(self) -> int:
         return 8 * len(self.body) - int(self.body_bits)
 
-    def to_bytes(self) -> bytes:
-        """Self-describing serialisation (a small JSON header, then body, then side)."""
+    def parts(self) -> list:
+        """The serialisation as buffers (a small JSON header, then body, then side), uncopied:
+        ``b"".join(parts)`` is :meth:`to_bytes`; :func:`~ste_opt.learning_hooks.framing.frame`
+        takes the list as a message body and copies each buffer once, into the message."""
         head = json.dumps({"shape": list(self.shape), "bits": self.bits, "body_bits": self.body_bits,
                            "body_len": len(self.body), "side_len": len(self.side)}).encode()
-        return struct.pack("<I", len(head)) + head + self.body + self.side
+        return [struct.pack("<I", len(head)), head, self.body, self.side]
+
+    def to_bytes(self) -> bytes:
+        """Self-describing serialisation (a small JSON header, then body, then side)."""
+        return b"".join(self.parts())
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Payload:
-        (hl,) = struct.unpack_from("<I", data, 0)
-        head = json.loads(data[4:4 + hl].decode())
+    def from_bytes(cls, data) -> Payload:
+        """Parse :meth:`to_bytes`'s format from any bytes-like object. ``body`` and ``side`` are
+        views into ``data`` (no copy); a buffer shorter than its header says is refused."""
+        mv = _byte_view(data)
+        if len(mv) < 4:
+            raise InvalidScenarioError("payload shorter than its length prefix", field="payload")
+        (hl,) = struct.unpack_from("<I", mv, 0)
+        try:
+            head = json.loads(bytes(mv[4:4 + hl]).decode())
+            shape = tuple(int(d) for d in head["shape"])
+            bits, body_bits = int(head["bits"]), int(head["body_bits"])
+            body_len, side_len = int(head["body_len"]), int(head["side_len"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidScenarioError(f"unreadable payload header: {exc}", field="payload") from exc
         o = 4 + hl
-        body = data[o:o + head["body_len"]]
-        side = data[o + head["body_len"]:o + head["body_len"] + head["side_len"]]
-        return cls(tuple(head["shape"]), int(head["bits"]), bytes(body), int(head["body_bits"]), bytes(side))
+        if min(body_len, side_len, body_bits) < 0 or len(mv) < o + body_len + side_len:
+            raise InvalidScenarioError(f"payload of {len(mv)} bytes is shorter than its header says "
+                                       f"({o} + {body_len} + {side_len})", field="payload")
+        return cls(shape, bits, mv[o:o + body_len].toreadonly(), body_bits,
+                   mv[o + body_len:o + body_len + side_len].toreadonly())
 
 
 def encode(x: torch.Tensor, bits: int) -> tuple[Payload, torch.Tensor]:
     """Compress a (B, T, D) tensor into a :class:`Payload`.
 
     Returns the payload and the tensor the receiver will decode, with a straight-through gradient
-    to ``x`` (so ``decoded.backward(grad)`` reaches ``x`` unchanged).
+    to ``x`` (so ``decoded.backward(grad)`` reaches ``x`` unchanged). On a GPU the codes are
+    narrowed to one byte (q ≤ 8) before the device-to-host copy.
     """
     bits = _check_bits(bits)
     shape = tuple(int(s) for s in x.shape)
     if bits == 32:
-        body = x.detach().float().cpu().numpy().astype("<f4").tobytes()
+        host = x.detach().to(device="cpu", dtype=torch.float32, copy=True).contiguous()
+        arr = host.numpy().astype("<f4", copy=False)  # a copy of x: later writes to x do not reach it
+        body = _byte_view(arr).toreadonly()
         return Payload(shape, 32, body, 8 * len(body)), x
     codes, scale, offset = quantize(x, bits)
     buf, n_bits = pack(codes, bits)
     side = torch.cat([scale, offset], dim=-1).cpu().numpy().astype("<f2").tobytes()
     deq = dequantize(codes, scale, offset, dtype=x.dtype)
-    return Payload(shape, bits, buf.tobytes(), n_bits, side), deq + (x - x.detach())
+    return Payload(shape, bits, _byte_view(buf).toreadonly(), n_bits, side), deq + (x - x.detach())
 
 
-def decode(payload: Payload, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Rebuild the tensor from a :class:`Payload` (what the receiver computes on)."""
+def decode(payload: Payload, dtype: torch.dtype = torch.float32,
+           device: torch.device | str | None = None) -> torch.Tensor:
+    """Rebuild the tensor from a :class:`Payload` (what the receiver computes on).
+
+    ``device``: where to build it (default the CPU). Codes of q ≤ 8 bits travel to the device as
+    bytes and are dequantized there.
+    """
     shape = tuple(payload.shape)
     count = int(np.prod(shape))
-    if payload.bits == 32:
+    bits = _check_bits(payload.bits)
+    need = 4 * count if bits == 32 else (count * bits + 7) // 8
+    if len(payload.body) < need:
+        raise InvalidScenarioError(f"payload body of {len(payload.body)} bytes holds fewer than "
+                                   f"{count} values of {bits} bits", field="payload")
+    if bits == 32:
         arr = np.frombuffer(payload.body, dtype="<f4", count=count).reshape(shape)
-        return torch.from_numpy(arr.copy()).to(dtype)
-    codes = torch.from_numpy(unpack(payload.body, payload.bits, count).reshape(shape))
-    side = np.frombuffer(payload.side, dtype="<f2").reshape(shape[:-1] + (2,))
-    side_t = torch.from_numpy(side.copy())
-    return dequantize(codes, side_t[..., :1], side_t[..., 1:], dtype=dtype)
+        out = torch.from_numpy(arr.astype(np.float32))  # a writable copy of the received bytes
+        return out.to(device=device, dtype=dtype) if device is not None else out.to(dtype)
+    if len(payload.side) < 4 * count // max(shape[-1], 1):
+        raise InvalidScenarioError(f"payload side information of {len(payload.side)} bytes is too "
+                                   f"short for shape {shape}", field="payload")
+    if bits == 8:
+        codes = torch.from_numpy(np.frombuffer(payload.body, dtype=np.uint8, count=count).copy())
+    else:
+        codes = torch.from_numpy(unpack(payload.body, bits, count))
+    side = np.frombuffer(payload.side, dtype="<f2", count=2 * (count // max(shape[-1], 1)))
+    side_t = torch.from_numpy(side.reshape(shape[:-1] + (2,)).copy())
+    if device is not None:
+        codes, side_t = codes.to(device), side_t.to(device)
+    return dequantize(codes.reshape(shape), side_t[..., :1], side_t[..., 1:], dtype=dtype)
 
 
 def compress_tokens(tokens: torch.Tensor, scores: torch.Tensor | None, tokens_kept: int | None,

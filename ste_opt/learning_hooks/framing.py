@@ -17,15 +17,32 @@ from ..errors import InvalidScenarioError
 __all__ = ["frame", "unframe"]
 
 
-def frame(header: Mapping[str, Any], body: bytes = b"") -> bytes:
-    """``uint32 header length | JSON header | body``."""
+def frame(header: Mapping[str, Any], body=b"") -> bytes:
+    """``uint32 header length | JSON header | body``.
+
+    ``body``: a bytes-like object, or a list/tuple of them (e.g. :meth:`Payload.parts`), joined
+    into the message with one copy each.
+    """
     head = json.dumps(header, separators=(",", ":")).encode()
-    return struct.pack("<I", len(head)) + head + bytes(body)
+    parts = body if isinstance(body, (list, tuple)) else (body,)
+    return b"".join((struct.pack("<I", len(head)), head, *parts))
 
 
-def unframe(msg: bytes) -> tuple[dict, bytes]:
-    """Inverse of :func:`frame`."""
-    if len(msg) < 4:
+def unframe(msg) -> tuple[dict, memoryview]:
+    """Inverse of :func:`frame`: the header and a read-only view of the body (not a copy)."""
+    mv = memoryview(msg)
+    if mv.format != "B" or mv.ndim != 1:
+        mv = mv.cast("B")
+    if len(mv) < 4:
         raise InvalidScenarioError("message shorter than its length prefix", field="message")
-    (hl,) = struct.unpack_from("<I", msg, 0)
-    return json.loads(msg[4:4 + hl].decode()), msg[4 + hl:]
+    (hl,) = struct.unpack_from("<I", mv, 0)
+    if len(mv) < 4 + hl:
+        raise InvalidScenarioError(f"message of {len(mv)} bytes is shorter than its header length "
+                                   f"{hl}", field="message")
+    try:
+        header = json.loads(bytes(mv[4:4 + hl]).decode())
+    except ValueError as exc:
+        raise InvalidScenarioError(f"unreadable message header: {exc}", field="message") from exc
+    if not isinstance(header, dict):
+        raise InvalidScenarioError("message header is not a JSON object", field="message")
+    return header, mv[4 + hl:].toreadonly()

@@ -76,7 +76,7 @@ class ServerRole:
         payload = Payload.from_bytes(payload_bytes)
         if payload.nbits != int(header.get("payload_bits", payload.nbits)):
             raise InvalidScenarioError("payload bits differ from the header", field="payload", device=client)
-        x = self.runtime.to(decode(payload))  # float32 as sent
+        x = decode(payload, device=self.runtime.device)  # float32 as sent
         t1 = time.perf_counter()
         need_grad = bool(header.get("need_grad", True))
         x.requires_grad_(need_grad)
@@ -93,14 +93,14 @@ class ServerRole:
         scaler.scale(loss).backward()
         if self._opt is not None:
             scaler.step(self._opt)
-        body = b""
+        body: list = []
         gbits = 0
         if need_grad:
             grad = x.grad.detach()
             if scaler.is_enabled():  # the client receives the true (unscaled) gradient
                 grad = grad / scaler.get_scale()
             gp, _ = encode(grad, self.grad_bits)
-            body = gp.to_bytes()
+            body = gp.parts()
             gbits = gp.nbits
         if self._opt is not None:
             scaler.update()
@@ -112,7 +112,8 @@ class ServerRole:
         st.decode_s += t1 - t0
         st.server_s += time.perf_counter() - t0
         total, train = param_bytes(self.module)
-        comm = len(payload_bytes) + x.numel() * x.element_size() * (2 if need_grad else 1) + len(body)
+        comm = (len(payload_bytes) + x.numel() * x.element_size() * (2 if need_grad else 1)
+                + sum(len(p) for p in body))
         st.memory = st.memory.max(MemoryReport(
             params=total, grads=train, optimizer=optimizer_state_bytes(self._opt),
             activations=meter.bytes, comm=comm))
