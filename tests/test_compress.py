@@ -183,3 +183,12 @@ def test_pack_narrows_tensor_codes_and_still_checks_their_range():
     for bad in ([0, 256], [-1, 3]):
         with pytest.raises(InvalidScenarioError, match="outside"):
             C.pack(torch.tensor(bad, dtype=torch.int32), 8)
+
+
+@pytest.mark.parametrize("bits", [4, 8, 32])
+def test_decode_onto_another_device_reads_the_message_in_place(bits):
+    # the branch a GPU takes (no host copy before the device copy), exercised on the meta device
+    p, _ = C.encode(_tokens(2, 6, 8), bits)
+    q = C.Payload.from_bytes(p.to_bytes())
+    out = C.decode(q, dtype=torch.float16, device="meta")
+    assert out.device.type == "meta" and out.shape == (2, 7, 8) and out.dtype == torch.float16

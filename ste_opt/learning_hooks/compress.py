@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -307,6 +308,23 @@ class Payload:
                    mv[o + body_len:o + body_len + side_len].toreadonly())
 
 
+def _host_copy(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy of ``t``; from a GPU through page-locked memory (the allocator caches
+    those blocks, so a training loop's same-sized messages reuse them)."""
+    if t.device.type == "cuda":
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        host.copy_(t)
+        return host
+    return t.to(device="cpu", copy=True).contiguous()
+
+
+def _readonly_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A tensor over a read-only array (a received message), for a copy to another device only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(arr)
+
+
 def encode(x: torch.Tensor, bits: int) -> tuple[Payload, torch.Tensor]:
     """Compress a (B, T, D) tensor into a :class:`Payload`.
 
@@ -317,7 +335,7 @@ def encode(x: torch.Tensor, bits: int) -> tuple[Payload, torch.Tensor]:
     bits = _check_bits(bits)
     shape = tuple(int(s) for s in x.shape)
     if bits == 32:
-        host = x.detach().to(device="cpu", dtype=torch.float32, copy=True).contiguous()
+        host = _host_copy(x.detach().float())
         arr = host.numpy().astype("<f4", copy=False)  # a copy of x: later writes to x do not reach it
         body = _byte_view(arr).toreadonly()
         return Payload(shape, 32, body, 8 * len(body)), x
@@ -342,15 +360,19 @@ def decode(payload: Payload, dtype: torch.dtype = torch.float32,
     if len(payload.body) < need:
         raise InvalidScenarioError(f"payload body of {len(payload.body)} bytes holds fewer than "
                                    f"{count} values of {bits} bits", field="payload")
+    away = device is not None and torch.device(device).type != "cpu"   # (then .to copies)
     if bits == 32:
         arr = np.frombuffer(payload.body, dtype="<f4", count=count).reshape(shape)
+        if away:
+            return _readonly_tensor(arr).to(device=device, dtype=dtype)
         out = torch.from_numpy(arr.astype(np.float32))  # a writable copy of the received bytes
-        return out.to(device=device, dtype=dtype) if device is not None else out.to(dtype)
+        return out.to(dtype)
     if len(payload.side) < 4 * count // max(shape[-1], 1):
         raise InvalidScenarioError(f"payload side information of {len(payload.side)} bytes is too "
                                    f"short for shape {shape}", field="payload")
     if bits == 8:
-        codes = torch.from_numpy(np.frombuffer(payload.body, dtype=np.uint8, count=count).copy())
+        raw = np.frombuffer(payload.body, dtype=np.uint8, count=count)
+        codes = _readonly_tensor(raw).to(device) if away else torch.from_numpy(raw.copy())
     else:
         codes = torch.from_numpy(unpack(payload.body, bits, count))
     side = np.frombuffer(payload.side, dtype="<f2", count=2 * (count // max(shape[-1], 1)))
