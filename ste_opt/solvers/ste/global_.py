@@ -42,7 +42,10 @@ from .taubb import best_first, tau_grid, tau_range
 __all__ = ["global_bb", "tau_range"]
 
 log = logging.getLogger(__name__)
-GRID_BASE, GRID_FACTOR = 0.006, 3.0
+# the centred grid's offsets from the located τ: 0.6 % · 2^k above it, 0.6 % · 3^k below it (the
+# STE falls slowly above the best τ, so intervals there have less slack and must be narrower)
+GRID_BASE, GRID_FACTOR = 0.006, 2.0
+GRID_BASE_LEFT, GRID_FACTOR_LEFT = 0.006, 3.0
 
 
 @register("ste", "global",
@@ -292,8 +295,9 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         # the intervals the certificate needs are narrow near the located τ and widen away from
         # it (the bound's excess grows as the square of the width): a grid centred there
         t0 = ref["tau"]
-        offs = GRID_BASE * GRID_FACTOR ** np.arange(8)
-        pts = np.concatenate([[lo, hi, t0], t0 * (1 + offs), t0 / (1 + offs)])
+        offs = GRID_BASE * GRID_FACTOR ** np.arange(12)
+        offs_l = GRID_BASE_LEFT * GRID_FACTOR_LEFT ** np.arange(12)
+        pts = np.concatenate([[lo, hi, t0], t0 * (1 + offs), t0 / (1 + offs_l)])
         grid = np.unique(pts[(pts >= lo) & (pts <= hi)])
     heap: list = []
     for a, b in zip(grid[:-1], grid[1:]):
