@@ -133,6 +133,25 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             return np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
         return starts[max(below) if below else min(above)]
 
+    lps: dict = {}                        # τ -> (λ*, LP levels) of the LPs solved so far
+
+    def lp_hint(tau):
+        """A start for the LP at τ: λ* interpolated in log τ between the nearest solved LPs on
+        either side (λ* moves smoothly with τ), with the nearer one's levels; else the nearest
+        one's, else the last LP's."""
+        below = [x for x in lps if x < tau and lps[x][0] and lps[x][0] > 0]
+        above = [x for x in lps if x > tau and lps[x][0] and lps[x][0] > 0]
+        if below and above:
+            t0, t1 = max(below), min(above)
+            w = np.log(tau / t0) / np.log(t1 / t0)
+            l0, l1 = lps[t0][0], lps[t1][0]
+            lam = float(np.exp(np.log(l0) + w * (np.log(l1) - np.log(l0))))
+            return lam, lps[t0 if w < 0.5 else t1][1]
+        if below or above:
+            t = max(below) if below else min(above)
+            return lps[t]
+        return hint[0], hint[1]
+
     def table(tau):
         """Tables at τ (cached), LP not necessarily solved."""
         if tau in cache:
@@ -150,8 +169,9 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         if nd.lam is not None or (tau in lp_gap and not nd.feasible):
             return nd
         if nd.feasible:
-            nd.lp(hint[0], hint[1])
+            nd.lp(*lp_hint(tau))
             hint[:] = [nd.lam, nd.lp_cols]
+            lps[tau] = (nd.lam, nd.lp_cols)
             offer(nd.tokens, nd.int_value, tau)
             if nd.lp_value / tau > ref["ratio"]:
                 if ref["lam"] != nd.lam:

@@ -370,23 +370,22 @@ class Node:
             left[idx[self._ratio(idx, cols[idx] - 1, d) <= lam]] = True
             verified = None
         else:
-            # one computation of the ratios at j-1, j, j+1 around the start: the level where
-            # the ratio line through R(j), R(j+1) crosses λ, and both checks where that level
-            # is j or j+1 (R(cols) > λ: move right; R(cols-1) ≤ λ: move left)
+            # one computation of the costs at j-1, j, j+1 around the start (ratios R(j-1),
+            # R(j)): the level where the ratio line through them crosses λ, and both checks
+            # where that level is j (R(cols) > λ: move right; R(cols-1) ≤ λ: move left); most
+            # devices stay at their start, the others take one more computation below
             j = np.clip(start, 1, n - 2)
             jm1 = j - 1
-            q = self._ratios_from(rows, jm1, d, 3)
-            r0, r1 = q[:, 1], q[:, 2]
+            q = self._ratios_from(rows, jm1, d, 2)
+            r0, r1 = q[:, 0], q[:, 1]
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 slope = r0 - r1
                 ok = np.isfinite(r0) & np.isfinite(r1) & (r1 >= 0) & (slope > 0)
                 step = np.where(ok, np.clip((r0 - lam) / np.where(ok, slope, 1.0), -48, 48), 0.0)
-            cols = np.clip(j + np.ceil(step).astype(np.intp), st.base, n)
-            at = cols - j                      # 0 or 1: both checks known
-            known = (at == 0) | (at == 1)
-            ar = np.where(known, at, 0)
-            r_here = q[rows, 1 + ar]           # R(cols)
-            r_prev = q[rows, ar]               # R(cols - 1)
+            cols = np.clip(jm1 + np.ceil(step).astype(np.intp), st.base, n)
+            known = cols == j                  # both checks known
+            r_here = r1                        # R(cols)
+            r_prev = r0                        # R(cols - 1)
             right = known & (cols < n) & (r_here > lam)
             left = known & (cols > st.base) & (r_prev <= lam) & ~right
             rest = np.flatnonzero(~known)
@@ -422,7 +421,7 @@ class Node:
 
     def _after_choose(self, key, verified, cols):
         """Hook after a per-device search that computed every device's costs at the levels
-        j0 .. j0+3 (``verified = (j0, cols0, known)``; the tables have nothing to do)."""
+        j0 .. j0+2 (``verified = (j0, cols0, known, rest)``; the tables have nothing to do)."""
 
     def _ratios_from(self, idx, j, d, k, keep=False):
         """Increment ratios at j, ..., j + k - 1 of rows ``idx`` ((n, k))."""
@@ -891,7 +890,7 @@ class FreeNode(Node):
         device's level at λ* is not strictly inside its band."""
         if self.feasible and self.st.L >= 4 * _BAND and lam_hint is not None and lam_hint > 0 \
                 and cols_hint is not None:
-            for _ in range(2):                 # (a second band, centred on the first's levels)
+            for _ in range(3):                 # (more bands, each centred on the last one's levels)
                 got = self._band_lp(lam_hint, cols_hint, fill_rounds)
                 if got is True:
                     return self
