@@ -131,6 +131,13 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
             t0, t1 = max(below), min(above)
             w = np.log(tau / t0) / np.log(t1 / t0)
             return np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
+        side = sorted(below)[-2:] if below else sorted(above)[:2]
+        if len(side) == 2:
+            # beyond the evaluated ones: extrapolated (in log τ) from the two nearest
+            t0, t1 = (side[1], side[0]) if below else (side[0], side[1])
+            w = np.log(tau / t0) / np.log(t1 / t0)
+            x = np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
+            return np.clip(x, st.base, st.L - 1)
         return starts[max(below) if below else min(above)]
 
     lps: dict = {}                        # τ -> (λ*, LP levels) of the LPs solved so far
@@ -320,7 +327,12 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         pts = np.concatenate([[lo, hi, t0], t0 * (1 + offs), t0 / (1 + offs_l)])
         grid = np.unique(pts[(pts >= lo) & (pts <= hi)])
     heap: list = []
-    for a, b in zip(grid[:-1], grid[1:]):
+    pairs = list(zip(grid[:-1], grid[1:]))
+    if located and ref.get("tau") is not None and centred_grid:
+        # outward from the located τ: each new end is next to one already searched
+        t0 = ref["tau"]
+        pairs.sort(key=lambda ab: max(abs(np.log(ab[0] / t0)), abs(np.log(ab[1] / t0))))
+    for a, b in pairs:
         u = ibound(a, b)
         if np.isfinite(u):
             heap.append((-u, a, b, False))

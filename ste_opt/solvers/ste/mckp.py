@@ -888,6 +888,9 @@ class FreeNode(Node):
         """As :meth:`Node.lp`; first on a band of levels around each device's predicted level
         (one computation of the costs there), falling back to the per-device searches when a
         device's level at λ* is not strictly inside its band."""
+        if self.feasible and self.st.L >= 4 * _BAND and not (
+                lam_hint is not None and lam_hint > 0 and cols_hint is not None):
+            lam_hint, cols_hint = self._coarse_hint()
         if self.feasible and self.st.L >= 4 * _BAND and lam_hint is not None and lam_hint > 0 \
                 and cols_hint is not None:
             for _ in range(3):                 # (more bands, each centred on the last one's levels)
@@ -898,6 +901,45 @@ class FreeNode(Node):
                     break
                 lam_hint, cols_hint = got
         return super().lp(lam_hint, cols_hint, fill_rounds)
+
+    def _coarse_hint(self, count: int = 17):
+        """A start for an LP with no neighbour: the LP on every ``stride``-th level (about
+        ``count`` levels per device from its first; one computation of their costs), its price
+        and levels. ``(None, None)`` when that LP has no price."""
+        st = self.st
+        n = st.L - 1
+        stride = max(1, -(-n // (count - 1)))
+        lev = np.minimum(st.base[:, None] + stride * np.arange(count)[None, :], n)
+        W = st.problem.uplink.least_bandwidth_hz(st.bits_lev[0, lev], self.tau)     # (M, count)
+        F = st.WF_flat[st.WF_off[:, None] + lev]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            R = np.diff(F, axis=1) / np.diff(W, axis=1)
+        R[~np.isfinite(W[:, 1:]) | np.isnan(R) | (np.diff(lev, axis=1) == 0)] = -1.0
+        rows = st.rows
+
+        def used(lam):
+            k = np.count_nonzero(R > lam, axis=1)   # (ratios decrease along a row: a prefix)
+            return float(np.sum(W[rows, k])), k
+
+        w0, k0 = used(0.0)
+        if w0 <= st.W_tot:
+            return None, None                       # everything fits at λ = 0
+        pos = R[R > 0]
+        if not pos.size:
+            return None, None
+        lo, hi = np.log(pos.min()) - 1.0, np.log(pos.max()) + 1.0
+        for _ in range(40):                         # bisection in log λ on the coarse table
+            mid = 0.5 * (lo + hi)
+            w, _ = used(float(np.exp(mid)))
+            if w > st.W_tot:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo < 1e-3:
+                break
+        lam = float(np.exp(hi))
+        _, k = used(lam)
+        return lam, lev[rows, k]
 
     def _band_lp(self, lam_hint, cols_hint, fill_rounds):
         """True when done; else None, or ``(λ, levels)`` to centre another band on."""
