@@ -82,7 +82,7 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
         price at every τ (the previous behaviour).
     tables : {"auto", "full", "none"}
         Knapsack nodes with W_min tables (``"full"``), without (``"none"``, computed when read;
-        needs a payload affine in the tokens), or by size (``"auto"``: tables up to 22,000
+        needs a payload affine in the tokens), or by size (``"auto"``: tables up to 11,000
         device-level entries).
     centred_grid : bool
         Without tables, centre the initial τ grid on the located τ (default).

@@ -41,7 +41,7 @@ CHUNK = 1 << 16         # table entries per chunk (keeps temporaries in cache)
 _MONO_RTOL = 1e-10      # ratio rows non-increasing up to this (rounding); else full argmax
 _SMALL = 300_000       # tables up to this size: choose by counting (no per-device search)
 _BAND = 4              # table-free LP: levels either side of each device's predicted level
-_FREE = 22_000         # tables above this size: no tables (FreeNode; faster from about here on)
+_FREE = 11_000         # tables above this size: no tables (FreeNode; faster from about here on)
 _FINAL = 2_000         # LP: bisect on λ until max(this, M/4) increments are left, then sort them
 
 
