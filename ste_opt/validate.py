@@ -33,7 +33,7 @@ from .errors import ConfigError, InvalidScenarioError, SolverError, SteOptError
 __all__ = ["as_float", "as_int", "as_bool", "as_choice", "as_float_array", "Opt", "check_options",
            "check_preset_options", "check_size", "limits", "get_limit", "read_text", "load_yaml_text",
            "load_yaml_file", "atomic_write_text", "atomic_write_bytes", "sanitize_name",
-           "BoundedSafeLoader", "usage_error", "parse_cli_value"]
+           "usage_error", "parse_cli_value"]
 
 _DEFAULT_LIMITS = {"max_file_bytes": 64 * 2 ** 20, "max_yaml_nodes": 20_000_000,
                    "max_elements": 5_000_000}
@@ -338,20 +338,6 @@ def _yaml():
     return yaml
 
 
-def _make_loader():
-    yaml = _yaml()
-
-    class _Bounded(yaml.SafeLoader):
-        """SafeLoader that refuses documents whose alias-expanded size exceeds ``max_yaml_nodes``."""
-
-        def compose_document(self):
-            node = super().compose_document()
-            _check_expanded(node, get_limit("max_yaml_nodes"))
-            return node
-
-    return _Bounded
-
-
 def _check_expanded(root, limit: int) -> None:
     """Expanded node count with aliases counted at every use (memoized: linear in the file)."""
     yaml = _yaml()
@@ -384,18 +370,19 @@ def _check_expanded(root, limit: int) -> None:
             raise InvalidScenarioError("YAML document is too large", field="path")
 
 
-BoundedSafeLoader = None  # built lazily (PyYAML is imported on first use)
-
-
 def load_yaml_text(text: str, source: str = "YAML",
                    exc: type[SteOptError] = InvalidScenarioError):
-    """``yaml.safe_load`` with alias expansion bounded and parse errors as one line."""
-    global BoundedSafeLoader
+    """``yaml.safe_load`` with alias expansion bounded and parse errors as one line.
+
+    The document is first composed with the safe loader (a node graph: no Python object is
+    built) and its alias-expanded size checked against ``max_yaml_nodes``; only then is it
+    loaded with ``yaml.safe_load``."""
     yaml = _yaml()
-    if BoundedSafeLoader is None:
-        BoundedSafeLoader = _make_loader()
     try:
-        return yaml.load(text, Loader=BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            _check_expanded(root, get_limit("max_yaml_nodes"))
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
         raise _fail(exc, f"{source} is not valid YAML: {msg[:300]}", "path") from None

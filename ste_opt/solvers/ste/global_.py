@@ -118,27 +118,25 @@ def global_bb(problem, tol: float = 1e-4, max_nodes: int = 100_000, time_limit: 
 
     def nearest_start(tau):
         """λ_ref's levels at τ: interpolated (in log τ) between the nearest evaluated τ on
-        either side, else the nearest one's (a start for the searches only)."""
+        either side, else extrapolated from the two nearest on one side, else the one evaluated
+        τ's (a start for the searches only)."""
         if tau in starts:
             return starts[tau]
         if tau in near:
             return near[tau]
         if not starts:
             return hint[1]
-        below = [x for x in starts if x < tau]
-        above = [x for x in starts if x > tau]
+        below = sorted(x for x in starts if x < tau)
+        above = sorted(x for x in starts if x > tau)
         if below and above:
-            t0, t1 = max(below), min(above)
-            w = np.log(tau / t0) / np.log(t1 / t0)
-            return np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
-        side = sorted(below)[-2:] if below else sorted(above)[:2]
-        if len(side) == 2:
-            # beyond the evaluated ones: extrapolated (in log τ) from the two nearest
-            t0, t1 = (side[1], side[0]) if below else (side[0], side[1])
-            w = np.log(tau / t0) / np.log(t1 / t0)
-            x = np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
-            return np.clip(x, st.base, st.L - 1)
-        return starts[max(below) if below else min(above)]
+            t0, t1 = below[-1], above[0]                      # interpolated between neighbours
+        elif len(below) >= 2 or len(above) >= 2:
+            t0, t1 = (below[-1], below[-2]) if below else (above[0], above[1])  # extrapolated
+        else:
+            return starts[(below or above)[0]]
+        w = np.log(tau / t0) / np.log(t1 / t0)
+        x = np.rint(starts[t0] + w * (starts[t1] - starts[t0])).astype(np.intp)
+        return np.clip(x, st.base, st.L - 1)
 
     lps: dict = {}                        # τ -> (λ*, LP levels) of the LPs solved so far
 

@@ -659,11 +659,17 @@ class Node:
         self._last[None] = cols_hi             # (the next searches at this τ start here)
         val, _, _ = self.phi(self.lam, None)
         self.lp_value = val
-        kidx = self._fill(cols_hi, fill_rounds)
-        self.tokens = st.lev[kidx]
-        self.int_value = float(np.sum(st.F[rows, kidx]))
-        self.int_cols = kidx
+        self._keep_integer(cols_hi, fill_rounds)
         return self
+
+    def _keep_integer(self, cols, fill_rounds):
+        """The Lagrangian integer solution at the LP's levels ``cols``, topped up by the greedy
+        fill: sets ``tokens``, ``int_value`` and ``int_cols``."""
+        st = self.st
+        kidx = self._fill(cols, fill_rounds)
+        self.tokens = st.lev[kidx]
+        self.int_value = float(np.sum(st.F[st.rows, kidx]))
+        self.int_cols = kidx
 
     def _fill(self, cols, rounds):
         st = self.st
@@ -1028,10 +1034,7 @@ class FreeNode(Node):
         val = lam_star * W_tot + float(np.sum(Fb[rows, k_star])) - lam_star * float(np.sum(c_star))
         self._phi_memo[None] = (lam_star, False, (val, W_tot - float(np.sum(c_star)), b0 + k_star))
         self.lp_value = val
-        kidx = self._fill(cols, fill_rounds)
-        self.tokens = st.lev[kidx]
-        self.int_value = float(np.sum(st.F[rows, kidx]))
-        self.int_cols = kidx
+        self._keep_integer(cols, fill_rounds)
         return True
 
     def _after_choose(self, key, verified, cols):
